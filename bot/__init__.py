@@ -1,0 +1,1 @@
+"""Transport, understanding and plumbing: everything between WeChat and the domain."""

@@ -1,0 +1,251 @@
+"""The composition root: ``init_app(settings)`` wires every part, and nothing else does.
+
+Every resource (database, Redis, HTTP client session, scheduler, background
+tasks) is one cleanup context, reached through a typed ``web.AppKey``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import aiohttp
+import redis.asyncio as aioredis
+from aiohttp import web
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from tortoise.connection import get_connection
+
+import domain
+from bot import keywords
+from bot.callbacks import CallbackEndpoint, LateReplySink
+from bot.channels.wechat import WeChatCodec
+from bot.channels.wecom import WeComCodec
+from bot.clock import Clock, SystemClock
+from bot.dedup import Deduplicator
+from bot.metrics import CONTENT_TYPE_LATEST, Metrics
+from bot.router import Dispatcher, Understander
+from bot.settings import Settings
+from bot.storage import open_database, open_redis
+from domain import demo as demo_data
+from handlers import build_router
+from handlers.actors import ActorDirectory
+from handlers.late_replies import LateReplies
+from jobs.context import JobContext
+from jobs.locks import LeaderLocks
+from jobs.scheduler import build_scheduler, stop_scheduler
+
+log = logging.getLogger(__name__)
+
+SETTINGS = web.AppKey("settings", Settings)
+CLOCK = web.AppKey("clock", Clock)  # type: ignore[type-abstract]
+METRICS = web.AppKey("metrics", Metrics)
+REDIS = web.AppKey("redis", aioredis.Redis)
+HTTP = web.AppKey("http", aiohttp.ClientSession)
+SCHEDULER = web.AppKey("scheduler", AsyncIOScheduler)
+DISPATCHER = web.AppKey("dispatcher", Dispatcher)
+ACTORS = web.AppKey("actors", ActorDirectory)
+TASKS = web.AppKey("tasks", set)
+WECHAT = web.AppKey("wechat_endpoint", CallbackEndpoint)
+WECOM = web.AppKey("wecom_endpoint", CallbackEndpoint)
+
+Cleanup = Callable[[web.Application], AsyncIterator[None]]
+
+
+def init_app(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    run_jobs: bool = True,
+    seed_demo: bool = False,
+    understand: Understander | None = None,
+    late_reply: LateReplySink | None = None,
+) -> web.Application:
+    app = web.Application(
+        client_max_size=settings.max_body_bytes + 1, middlewares=[_metrics_middleware]
+    )
+    app[SETTINGS] = settings
+    app[CLOCK] = clock or SystemClock()
+    app[METRICS] = Metrics()
+    app[TASKS] = set()
+    app.cleanup_ctx.extend(
+        [
+            _database,
+            _redis,
+            _http_session,
+            _pipeline(understand or keywords.understand, late_reply),
+        ]
+    )
+    if seed_demo:
+        app.cleanup_ctx.append(_seed_demo)
+    if run_jobs:
+        app.cleanup_ctx.append(_scheduler(demo=seed_demo))
+    # Last, so it is cleaned up first: in-flight handlers finish before resources close.
+    app.cleanup_ctx.append(_background_tasks)
+
+    app.router.add_get("/wechat/callback", _endpoint_view(WECHAT, "get"))
+    app.router.add_post("/wechat/callback", _endpoint_view(WECHAT, "post"))
+    app.router.add_get("/wecom/callback", _endpoint_view(WECOM, "get"))
+    app.router.add_post("/wecom/callback", _endpoint_view(WECOM, "post"))
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics_view)
+    return app
+
+
+async def _database(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    async with open_database(settings.database_url, domain.MODEL_MODULES, domain.MIGRATIONS):
+        yield
+
+
+async def _redis(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    async with open_redis(settings.redis_url, settings.embedded_redis_path) as client:
+        app[REDIS] = client
+        yield
+
+
+async def _http_session(app: web.Application) -> AsyncIterator[None]:
+    timeout = aiohttp.ClientTimeout(total=10, connect=3)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        app[HTTP] = session
+        yield
+
+
+def _pipeline(understand: Understander, late_reply: LateReplySink | None) -> Cleanup:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        settings, clock, metrics = app[SETTINGS], app[CLOCK], app[METRICS]
+        actors = ActorDirectory(clock)
+        dispatcher = Dispatcher(
+            resolve_actor=actors.resolve,
+            understand=understand,
+            on_error=lambda name: metrics.handler_errors.labels(name).inc(),
+            clock=clock,
+            redis=app[REDIS],
+            settings=settings,
+        )
+        dispatcher.include(build_router())
+        dispatcher.check()
+        app[ACTORS] = actors
+        app[DISPATCHER] = dispatcher
+        dedup = Deduplicator(app[REDIS], ttl=settings.dedup_ttl)
+        sink = late_reply or LateReplies(clock, settings.wecom_agent_id)
+        common = {
+            "dispatcher": dispatcher,
+            "dedup": dedup,
+            "clock": clock,
+            "metrics": metrics,
+            "late_reply": sink,
+            "tasks": app[TASKS],
+            "budget": settings.handler_budget,
+            "max_body": settings.max_body_bytes,
+        }
+        app[WECHAT] = CallbackEndpoint(
+            WeChatCodec(
+                settings.wechat_token,
+                settings.wechat_aes_key,
+                settings.wechat_appid,
+                settings.timestamp_tolerance,
+            ),
+            **common,  # type: ignore[arg-type]
+        )
+        app[WECOM] = CallbackEndpoint(
+            WeComCodec(
+                settings.wecom_token,
+                settings.wecom_aes_key,
+                settings.wecom_corp_id,
+                settings.wecom_agent_id,
+                settings.timestamp_tolerance,
+            ),
+            **common,  # type: ignore[arg-type]
+        )
+        if settings.uses_demo_credentials:
+            log.warning("running with the built-in demo credentials; set CINEBOT_* for production")
+        yield
+
+    return ctx
+
+
+async def _seed_demo(app: web.Application) -> AsyncIterator[None]:
+    report = await demo_data.seed(app[CLOCK].now())
+    log.info("demo data ready", extra={"showtimes_created": report.showtimes_created})
+    yield
+
+
+def _scheduler(demo: bool) -> Cleanup:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        job_ctx = JobContext(clock=app[CLOCK], locks=LeaderLocks(app[REDIS]))
+        scheduler = build_scheduler(job_ctx, demo=demo)
+        scheduler.start()
+        app[SCHEDULER] = scheduler
+        try:
+            yield
+        finally:
+            await stop_scheduler(scheduler)
+
+    return ctx
+
+
+async def _background_tasks(app: web.Application) -> AsyncIterator[None]:
+    yield
+    tasks = set(app[TASKS])
+    if tasks:
+        log.info("waiting for %d in-flight handler(s)", len(tasks))
+        _, pending = await asyncio.wait(tasks, timeout=10)
+        for task in pending:
+            task.cancel()
+
+
+def _endpoint_view(
+    key: web.AppKey[CallbackEndpoint], method: str
+) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    async def view(request: web.Request) -> web.StreamResponse:
+        endpoint = request.app[key]
+        return await (endpoint.get(request) if method == "get" else endpoint.post(request))
+
+    return view
+
+
+async def healthz(request: web.Request) -> web.Response:
+    checks: dict[str, str] = {}
+    try:
+        await asyncio.wait_for(get_connection("default").execute_query("SELECT 1"), 2)
+        checks["db"] = "ok"
+    except Exception as exc:  # health must report, never raise
+        checks["db"] = f"error: {type(exc).__name__}"
+    try:
+        await asyncio.wait_for(request.app[REDIS].ping(), 2)
+        checks["redis"] = "ok"
+    except Exception as exc:
+        checks["redis"] = f"error: {type(exc).__name__}"
+    healthy = all(v == "ok" for v in checks.values())
+    return web.json_response(
+        {"status": "ok" if healthy else "degraded", **checks}, status=200 if healthy else 503
+    )
+
+
+async def metrics_view(request: web.Request) -> web.Response:
+    body = request.app[METRICS].render()
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+@web.middleware
+async def _metrics_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    route = request.match_info.route.resource
+    name = route.canonical if route is not None else "unmatched"
+    metrics = request.app[METRICS]
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    finally:
+        metrics.requests.labels(name, str(status)).inc()
+        metrics.latency.labels(name).observe(time.perf_counter() - started)

@@ -1,0 +1,183 @@
+"""The aiohttp side of ``/wechat/callback`` and ``/wecom/callback``: I/O and acknowledgement only.
+
+Verification and parsing live in the sans-I/O codecs; what to say lives in the
+handlers. This module reads the body (bounded), answers 4xx for anything that
+fails verification, recognises WeChat's retries, runs the dispatcher under a
+time budget, and answers ``success`` when the budget runs out — the late reply
+then goes out asynchronously through the late-reply sink (the outbox).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Protocol
+
+from aiohttp import web
+
+from bot.channels import CallbackRejected, Inbound
+from bot.channels.inbound import Channel
+from bot.clock import Clock
+from bot.dedup import ClaimState, Deduplicator
+from bot.logs import short_openid
+from bot.metrics import Metrics
+from bot.replies import Reply
+from bot.router import Dispatcher
+
+log = logging.getLogger(__name__)
+
+LateReplySink = Callable[[Inbound, Reply], Awaitable[None]]
+
+
+class Codec(Protocol):
+    channel: Channel
+
+    def verify_url(self, query: Mapping[str, str], now: float) -> str: ...
+
+    def decode(
+        self, query: Mapping[str, str], body: bytes, now: float
+    ) -> tuple[Inbound, bool]: ...
+
+    def render(self, reply: Reply, inbound: Inbound) -> str: ...
+
+    def encode(self, xml: str, encrypted: bool, nonce: str, timestamp: int) -> str: ...
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+async def read_bounded(request: web.Request, limit: int) -> bytes:
+    if request.content_length is not None and request.content_length > limit:
+        raise BodyTooLarge
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.content.iter_chunked(64 * 1024):
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+class CallbackEndpoint:
+    def __init__(
+        self,
+        codec: Codec,
+        dispatcher: Dispatcher,
+        dedup: Deduplicator,
+        clock: Clock,
+        metrics: Metrics,
+        late_reply: LateReplySink,
+        tasks: set[asyncio.Task[None]],
+        budget: float = 4.0,
+        max_body: int = 1024 * 1024,
+    ) -> None:
+        self.codec = codec
+        self.channel = str(codec.channel)
+        self.dispatcher = dispatcher
+        self.dedup = dedup
+        self.clock = clock
+        self.metrics = metrics
+        self.late_reply = late_reply
+        self.tasks = tasks
+        self.budget = budget
+        self.max_body = max_body
+        # WeChat wants the literal `success`; WeCom takes an empty 200.
+        self.ack = "success" if codec.channel is Channel.WECHAT else ""
+
+    def _reject(self, exc: CallbackRejected, request: web.Request) -> web.Response:
+        self.metrics.rejected.labels(self.channel, exc.reason).inc()
+        log.warning(
+            "callback rejected",
+            extra={
+                "channel": self.channel,
+                "status": exc.status,
+                "reason": exc.reason,
+                "detail": exc.detail,
+                "peer": request.remote,
+            },
+        )
+        return web.Response(status=exc.status, text=exc.reason)
+
+    async def get(self, request: web.Request) -> web.Response:
+        try:
+            echo = self.codec.verify_url(request.query, self.clock.timestamp())
+        except CallbackRejected as exc:
+            return self._reject(exc, request)
+        return web.Response(text=echo, content_type="text/plain")
+
+    async def post(self, request: web.Request) -> web.Response:
+        try:
+            body = await read_bounded(request, self.max_body)
+        except BodyTooLarge:
+            return self._reject(CallbackRejected(413, "body_too_large"), request)
+        try:
+            inbound, encrypted = self.codec.decode(request.query, body, self.clock.timestamp())
+        except CallbackRejected as exc:
+            return self._reject(exc, request)
+        self.metrics.callbacks.labels(self.channel, inbound.event or inbound.kind).inc()
+        nonce = request.query.get("nonce", "")
+
+        key = inbound.dedup_key
+        claim = await self.dedup.claim(key)
+        if claim.state is ClaimState.PENDING:
+            # A retry while the first delivery is still running: give it the
+            # first one's answer if it comes within our budget.
+            claim = await self.dedup.wait(key, self.budget)
+        if claim.state is not ClaimState.NEW:
+            self.metrics.dedup_hits.labels(self.channel).inc()
+            log.info(
+                "retried callback answered without rerunning",
+                extra={"channel": self.channel, "dedup": claim.state.value},
+            )
+            if claim.state is ClaimState.DONE and claim.reply:
+                return self._xml(claim.reply, encrypted, nonce)
+            return web.Response(text=self.ack)
+
+        task = asyncio.create_task(self._handle(inbound))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        done, _ = await asyncio.wait({task}, timeout=self.budget)
+        if not done:
+            await self.dedup.defer(key)
+            self.metrics.deferred.labels(self.channel).inc()
+            log.warning(
+                "handler overran its budget; replying asynchronously",
+                extra={"channel": self.channel, "user": short_openid(inbound.user_id)},
+            )
+            task.add_done_callback(self._deliver_late(inbound))
+            return web.Response(text=self.ack)
+        reply = task.result()
+        xml = self.codec.render(reply, inbound) if reply and not reply.is_empty else ""
+        await self.dedup.finish(key, xml)
+        if not xml:
+            return web.Response(text=self.ack)
+        return self._xml(xml, encrypted, nonce)
+
+    async def _handle(self, inbound: Inbound) -> Reply | None:
+        return await self.dispatcher.feed(inbound)
+
+    def _deliver_late(self, inbound: Inbound) -> Callable[[asyncio.Task[Reply | None]], None]:
+        def callback(task: asyncio.Task[Reply | None]) -> None:
+            if task.cancelled() or task.exception() is not None:
+                return
+            reply = task.result()
+            if reply is None or reply.is_empty:
+                return
+            sink = asyncio.create_task(self.late_reply(inbound, reply))
+            self.tasks.add(sink)
+            sink.add_done_callback(self.tasks.discard)
+            sink.add_done_callback(_log_failure)
+
+        return callback
+
+    def _xml(self, xml: str, encrypted: bool, nonce: str) -> web.Response:
+        body = self.codec.encode(xml, encrypted, nonce, int(self.clock.timestamp()))
+        return web.Response(text=body, content_type="application/xml")
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("late reply could not be recorded", exc_info=task.exception())

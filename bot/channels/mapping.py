@@ -1,0 +1,95 @@
+"""wechatpy message objects → :class:`Inbound`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bot.channels.inbound import Channel, Inbound
+
+
+def _float(value: Any) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def to_inbound(message: Any, channel: Channel) -> Inbound:
+    data: dict[str, Any] = dict(getattr(message, "_data", {}) or {})
+    msg_type = str(data.get("MsgType", "unknown")).lower()
+    user_id = str(data.get("FromUserName") or "")
+    common: dict[str, Any] = {
+        "channel": channel,
+        "user_id": user_id,
+        "to": str(data.get("ToUserName") or ""),
+        "create_time": _int(data.get("CreateTime")) or 0,
+        "msg_id": _int(data.get("MsgId") or data.get("MsgID")) if msg_type != "event" else None,
+        "agent_id": _int(data.get("AgentID")),
+        "raw": data,
+    }
+    if msg_type == "text":
+        return Inbound(kind="text", text=str(data.get("Content") or "").strip(), **common)
+    if msg_type == "image":
+        return Inbound(
+            kind="image", pic_url=data.get("PicUrl"), media_id=data.get("MediaId"), **common
+        )
+    if msg_type == "voice":
+        # With speech recognition on, WeChat hands us the words too: treat them as text.
+        recognition = str(data.get("Recognition") or "").strip()
+        return Inbound(
+            kind="voice", media_id=data.get("MediaId"), text=recognition, label=recognition, **common
+        )
+    if msg_type in ("video", "shortvideo"):
+        return Inbound(kind="video", media_id=data.get("MediaId"), **common)
+    if msg_type == "location":
+        return Inbound(
+            kind="location",
+            latitude=_float(data.get("Location_X")),
+            longitude=_float(data.get("Location_Y")),
+            label=data.get("Label"),
+            **common,
+        )
+    if msg_type == "link":
+        return Inbound(kind="link", text=str(data.get("Title") or ""), **common)
+    if msg_type != "event":
+        return Inbound(kind="unknown", **common)
+
+    # wechatpy has already normalised subscribe-by-QR (event ``subscribe_scan``, prefix stripped).
+    event = str(getattr(message, "event", None) or data.get("Event") or "").lower()
+    key = data.get("EventKey")
+    key = str(key) if key is not None else None
+    scene: str | None = None
+    if event == "subscribe_scan":
+        event, scene = "subscribe", key
+    elif event == "subscribe" and key and key.startswith("qrscene_"):
+        scene = key[len("qrscene_") :]
+    elif event == "scan":
+        scene = key
+    scan_info = data.get("ScanCodeInfo") or {}
+    scan_result = scan_info.get("ScanResult") if isinstance(scan_info, dict) else None
+    if event == "location":
+        common["label"] = None
+        return Inbound(
+            kind="event",
+            event=event,
+            latitude=_float(data.get("Latitude")),
+            longitude=_float(data.get("Longitude")),
+            **common,
+        )
+    return Inbound(
+        kind="event",
+        event=event,
+        event_key=key,
+        scene=scene,
+        scan_result=scan_result,
+        task_id=data.get("TaskId"),
+        response_code=data.get("ResponseCode"),
+        **common,
+    )

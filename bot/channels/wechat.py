@@ -1,0 +1,120 @@
+"""WeChat Official Account / mini-program callbacks: plaintext and safe (AES) mode."""
+
+from __future__ import annotations
+
+import binascii
+import struct
+from collections.abc import Mapping
+from typing import Any
+from xml.parsers.expat import ExpatError
+
+import xmltodict
+from wechatpy import parse_message
+from wechatpy.crypto import WeChatCrypto
+from wechatpy.exceptions import InvalidAppIdException, InvalidSignatureException
+from wechatpy.replies import ArticlesReply, TextReply
+
+from bot.channels.inbound import Channel, Inbound
+from bot.channels.mapping import to_inbound
+from bot.channels.security import (
+    CallbackRejected,
+    require_fresh,
+    require_params,
+    require_signature,
+    sha1_signature,
+)
+from bot.replies import Reply
+
+# What garbage inside a correctly signed envelope makes wechatpy/xmltodict raise.
+GARBAGE_ERRORS: tuple[type[BaseException], ...] = (
+    binascii.Error,
+    ValueError,
+    struct.error,
+    KeyError,
+    IndexError,
+    TypeError,
+    UnicodeDecodeError,
+    ExpatError,
+    AttributeError,
+)
+
+
+def parse_xml(body: bytes | str) -> dict[str, Any]:
+    try:
+        doc = xmltodict.parse(body)
+        xml = doc["xml"]
+    except GARBAGE_ERRORS as exc:
+        raise CallbackRejected(400, "bad_xml", type(exc).__name__) from None
+    if not isinstance(xml, dict):
+        raise CallbackRejected(400, "bad_xml", "empty <xml>")
+    return xml
+
+
+class WeChatCodec:
+    channel = Channel.WECHAT
+
+    def __init__(self, token: str, aes_key: str, appid: str, tolerance: int = 300) -> None:
+        self.token = token
+        self.appid = appid
+        self.tolerance = tolerance
+        self.crypto = WeChatCrypto(token, aes_key, appid)
+
+    def verify_url(self, query: Mapping[str, str], now: float) -> str:
+        """GET check when the URL is configured: echo ``echostr`` if the signature holds."""
+        q = dict(query)
+        signature, timestamp, nonce, echostr = require_params(
+            q, "signature", "timestamp", "nonce", "echostr"
+        )
+        require_fresh(timestamp, now, self.tolerance)
+        require_signature(sha1_signature(self.token, timestamp, nonce), signature)
+        return echostr
+
+    def decode(self, query: Mapping[str, str], body: bytes, now: float) -> tuple[Inbound, bool]:
+        """Verify, decrypt if needed and parse. Returns the message and whether it was encrypted."""
+        q = dict(query)
+        timestamp, nonce = require_params(q, "timestamp", "nonce")
+        require_fresh(timestamp, now, self.tolerance)
+        encrypted = q.get("encrypt_type", "raw").lower() == "aes"
+        if encrypted:
+            (msg_signature,) = require_params(q, "msg_signature")
+            envelope = parse_xml(body)
+            encrypt = envelope.get("Encrypt")
+            if not isinstance(encrypt, str) or not encrypt:
+                raise CallbackRejected(400, "bad_xml", "no <Encrypt>")
+            require_signature(sha1_signature(self.token, timestamp, nonce, encrypt), msg_signature)
+            try:
+                plain = self.crypto.decrypt_message(envelope, msg_signature, timestamp, nonce)
+            except InvalidSignatureException:
+                raise CallbackRejected(403, "bad_signature") from None
+            except InvalidAppIdException:
+                raise CallbackRejected(403, "wrong_appid") from None
+            except GARBAGE_ERRORS as exc:
+                raise CallbackRejected(400, "bad_ciphertext", type(exc).__name__) from None
+        else:
+            (signature,) = require_params(q, "signature")
+            require_signature(sha1_signature(self.token, timestamp, nonce), signature)
+            plain = body
+        try:
+            message = parse_message(plain)
+        except GARBAGE_ERRORS as exc:
+            raise CallbackRejected(400, "bad_message", type(exc).__name__) from None
+        if message is None:
+            raise CallbackRejected(400, "bad_message", "empty")
+        return to_inbound(message, Channel.WECHAT), encrypted
+
+    def render(self, reply: Reply, inbound: Inbound) -> str:
+        """The passive reply XML (plaintext)."""
+        common = {"source": inbound.to, "target": inbound.user_id}
+        if reply.articles:
+            articles = ArticlesReply(**common)
+            for a in reply.articles[:8]:
+                articles.add_article(
+                    {"title": a.title, "description": a.description, "image": a.image, "url": a.url}
+                )
+            return articles.render()
+        return TextReply(content=reply.render_wechat_text(), **common).render()
+
+    def encode(self, xml: str, encrypted: bool, nonce: str, timestamp: int) -> str:
+        if not encrypted:
+            return xml
+        return self.crypto.encrypt_message(xml, nonce, timestamp)

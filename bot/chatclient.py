@@ -1,0 +1,261 @@
+"""Talk to a running cinebot exactly as WeChat or WeCom would: sign, encrypt, POST, decrypt.
+
+Used by ``cinebot chat`` (a person trying the bot without a WeChat account),
+by the benchmark, and by end-to-end tests.
+"""
+
+from __future__ import annotations
+
+import html
+import itertools
+import re
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import xmltodict
+from wechatpy.crypto import WeChatCrypto
+from wechatpy.enterprise.crypto import WeChatCrypto as WeComCrypto
+
+from bot.channels.security import sha1_signature
+from bot.settings import Settings
+
+_counter = itertools.count(int(time.time() * 1000) % 10**9 * 1000)
+
+
+def next_msg_id() -> int:
+    return next(_counter)
+
+
+def text_xml(to: str, sender: str, content: str, msg_id: int, agent_id: int | None = None) -> str:
+    agent = f"<AgentID>{agent_id}</AgentID>" if agent_id is not None else ""
+    return (
+        f"<xml><ToUserName><![CDATA[{to}]]></ToUserName>"
+        f"<FromUserName><![CDATA[{sender}]]></FromUserName>"
+        f"<CreateTime>{int(time.time())}</CreateTime><MsgType><![CDATA[text]]></MsgType>"
+        f"<Content><![CDATA[{content}]]></Content><MsgId>{msg_id}</MsgId>{agent}</xml>"
+    )
+
+
+def event_xml(
+    to: str, sender: str, event: str, key: str | None = None, agent_id: int | None = None,
+    extra: str = "", create_time: int | None = None,
+) -> str:
+    key_xml = f"<EventKey><![CDATA[{key}]]></EventKey>" if key is not None else ""
+    agent = f"<AgentID>{agent_id}</AgentID>" if agent_id is not None else ""
+    return (
+        f"<xml><ToUserName><![CDATA[{to}]]></ToUserName>"
+        f"<FromUserName><![CDATA[{sender}]]></FromUserName>"
+        f"<CreateTime>{create_time or int(time.time())}</CreateTime>"
+        f"<MsgType><![CDATA[event]]></MsgType><Event><![CDATA[{event}]]></Event>"
+        f"{key_xml}{extra}{agent}</xml>"
+    )
+
+
+@dataclass
+class SignedRequest:
+    params: dict[str, str]
+    body: bytes
+
+
+class WeChatSigner:
+    """Builds safe-mode (AES) or plaintext callback requests for the Official Account."""
+
+    def __init__(self, settings: Settings, account: str = "gh_cinebotdemo") -> None:
+        self.token = settings.wechat_token
+        self.appid = settings.wechat_appid
+        self.account = account
+        self.crypto = WeChatCrypto(settings.wechat_token, settings.wechat_aes_key, settings.wechat_appid)
+
+    def sign(self, xml: str, encrypted: bool = True, timestamp: int | None = None) -> SignedRequest:
+        ts = str(timestamp or int(time.time()))
+        nonce = secrets.token_hex(5)
+        params = {"timestamp": ts, "nonce": nonce, "signature": sha1_signature(self.token, ts, nonce)}
+        if not encrypted:
+            return SignedRequest(params, xml.encode("utf-8"))
+        envelope = xmltodict.parse(self.crypto.encrypt_message(xml, nonce, int(ts)))["xml"]
+        params.update(
+            encrypt_type="aes",
+            msg_signature=sha1_signature(self.token, ts, nonce, envelope["Encrypt"]),
+            openid="",
+        )
+        body = (
+            f"<xml><ToUserName><![CDATA[{self.account}]]></ToUserName>"
+            f"<Encrypt><![CDATA[{envelope['Encrypt']}]]></Encrypt></xml>"
+        )
+        return SignedRequest(params, body.encode("utf-8"))
+
+    def open_reply(self, text: str, params: dict[str, str]) -> dict[str, Any] | None:
+        """The reply as a dict, decrypting it when the request was in safe mode."""
+        if not text or text == "success":
+            return None
+        doc = xmltodict.parse(text)["xml"]
+        if "Encrypt" in doc:
+            plain = self.crypto.decrypt_message(
+                text, doc["MsgSignature"], doc["TimeStamp"], doc["Nonce"]
+            )
+            doc = xmltodict.parse(plain)["xml"]
+        return dict(doc)
+
+
+class WeComSigner:
+    def __init__(self, settings: Settings) -> None:
+        self.token = settings.wecom_token
+        self.corp_id = settings.wecom_corp_id
+        self.agent_id = settings.wecom_agent_id
+        self.crypto = WeComCrypto(settings.wecom_token, settings.wecom_aes_key, settings.wecom_corp_id)
+
+    def sign(self, xml: str, timestamp: int | None = None) -> SignedRequest:
+        ts = str(timestamp or int(time.time()))
+        nonce = secrets.token_hex(5)
+        envelope = xmltodict.parse(self.crypto.encrypt_message(xml, nonce, int(ts)))["xml"]
+        params = {
+            "timestamp": ts,
+            "nonce": nonce,
+            "msg_signature": sha1_signature(self.token, ts, nonce, envelope["Encrypt"]),
+        }
+        body = (
+            f"<xml><ToUserName><![CDATA[{self.corp_id}]]></ToUserName>"
+            f"<AgentID><![CDATA[{self.agent_id}]]></AgentID>"
+            f"<Encrypt><![CDATA[{envelope['Encrypt']}]]></Encrypt></xml>"
+        )
+        return SignedRequest(params, body.encode("utf-8"))
+
+    def open_reply(self, text: str, params: dict[str, str]) -> dict[str, Any] | None:
+        if not text or text == "success":
+            return None
+        doc = xmltodict.parse(text)["xml"]
+        plain = self.crypto.decrypt_message(text, doc["MsgSignature"], doc["TimeStamp"], doc["Nonce"])
+        return dict(xmltodict.parse(plain)["xml"])
+
+
+_LINK = re.compile(r'<a href="weixin://bizmsgmenu\?msgmenucontent=([^&"]*)&amp;msgmenuid=\d+">([^<]*)</a>')
+_LINK_RAW = re.compile(r'<a href="weixin://bizmsgmenu\?msgmenucontent=([^&"]*)&msgmenuid=\d+">([^<]*)</a>')
+
+
+def render_for_terminal(reply: dict[str, Any] | None) -> str:
+    """A reply as a person would see it in WeChat: tappable links become [buttons]."""
+    if reply is None:
+        return "（没有回复）"
+    if reply.get("MsgType") == "news":
+        items = reply.get("Articles", {}).get("item", [])
+        items = items if isinstance(items, list) else [items]
+        return "\n".join(f"📰 {i.get('Title', '')} — {i.get('Description', '')}" for i in items)
+    content = str(reply.get("Content", ""))
+    for pattern in (_LINK, _LINK_RAW):
+        content = pattern.sub(lambda m: f"[{html.unescape(m.group(2))}]", content)
+    return content
+
+
+class ChatSession:
+    """One simulated user talking to a cinebot server."""
+
+    def __init__(
+        self, settings: Settings, base_url: str, user: str, staff: bool = False,
+        encrypted: bool = True,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.user = user
+        self.staff = staff
+        self.encrypted = encrypted
+        self.wechat = WeChatSigner(settings)
+        self.wecom = WeComSigner(settings)
+
+    async def send_text(self, http: aiohttp.ClientSession, text: str) -> dict[str, Any] | None:
+        if self.staff:
+            xml = text_xml(self.wecom.corp_id, self.user, text, next_msg_id(), self.wecom.agent_id)
+        else:
+            xml = text_xml(self.wechat.account, self.user, text, next_msg_id())
+        return await self.post(http, xml)
+
+    async def send_event(
+        self, http: aiohttp.ClientSession, event: str, key: str | None = None, extra: str = ""
+    ) -> dict[str, Any] | None:
+        if self.staff:
+            xml = event_xml(self.wecom.corp_id, self.user, event, key, self.wecom.agent_id, extra)
+        else:
+            xml = event_xml(self.wechat.account, self.user, event, key, None, extra)
+        return await self.post(http, xml)
+
+    async def post(self, http: aiohttp.ClientSession, xml: str) -> dict[str, Any] | None:
+        if self.staff:
+            req = self.wecom.sign(xml)
+            url = f"{self.base_url}/wecom/callback"
+        else:
+            req = self.wechat.sign(xml, encrypted=self.encrypted)
+            url = f"{self.base_url}/wechat/callback"
+        async with http.post(url, params=req.params, data=req.body) as resp:
+            text = await resp.text()
+            if resp.status != 200:
+                raise RuntimeError(f"server answered {resp.status}: {text[:200]}")
+        signer = self.wecom if self.staff else self.wechat
+        return signer.open_reply(text, req.params)
+
+
+HELP = """输入文字即可发送。特殊命令：
+  /follow [场景]   关注公众号（可带二维码场景，如 /follow touch:hall3-exit）
+  /scan 场景       已关注用户扫码（SCAN 事件）
+  /enter           打开企业微信应用（enter_agent，仅 --staff）
+  /click 按键      点击菜单或卡片按钮
+  /quit            退出"""
+
+
+async def run_chat(settings: Settings, args: Any) -> int:
+    import asyncio
+    import sys
+
+    user = args.staff or args.openid
+    session = ChatSession(settings, args.url, user, staff=bool(args.staff), encrypted=not args.plaintext)
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15)) as http:
+
+        async def say(line: str) -> None:
+            try:
+                reply = await _send_line(session, http, line)
+            except aiohttp.ClientConnectionError:
+                print(f"连接不上 {args.url}：cinebot serve 启动了吗？", file=sys.stderr)
+                raise SystemExit(1) from None
+            except RuntimeError as exc:
+                print(f"出错了：{exc}", file=sys.stderr)
+                return
+            print(f"cinebot> {render_for_terminal(reply)}")
+
+        if args.say:
+            for line in args.say:
+                print(f"{user}> {line}")
+                await say(line)
+            return 0
+        who = f"企业微信员工 {user}" if args.staff else f"微信用户 {user}"
+        print(f"以{who}身份连接 {args.url}（{'安全模式' if session.encrypted else '明文模式'}）。{HELP}")
+        while True:
+            try:
+                line = (await asyncio.to_thread(input, f"{user}> ")).strip()
+            except (EOFError, KeyboardInterrupt):
+                print()
+                return 0
+            if line in ("/quit", "/exit"):
+                return 0
+            if line in ("/help", "/?"):
+                print(HELP)
+                continue
+            if line:
+                await say(line)
+
+
+async def _send_line(
+    session: ChatSession, http: aiohttp.ClientSession, line: str
+) -> dict[str, Any] | None:
+    if not line.startswith("/"):
+        return await session.send_text(http, line)
+    command, _, arg = line.partition(" ")
+    arg = arg.strip()
+    if command == "/follow":
+        return await session.send_event(http, "subscribe", f"qrscene_{arg}" if arg else None)
+    if command == "/scan":
+        return await session.send_event(http, "SCAN", arg or "demo")
+    if command == "/enter":
+        return await session.send_event(http, "enter_agent", "")
+    if command == "/click":
+        return await session.send_event(http, "CLICK", arg)
+    raise RuntimeError(f"不认识的命令 {command}，输入 /help 查看")

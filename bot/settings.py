@@ -1,0 +1,231 @@
+"""One typed settings object, read from ``CINEBOT_*`` environment variables.
+
+A ``.env`` file in the working directory may set them too; real environment
+variables win. Every bad value is reported at once, in one error, so an
+operator fixes a deployment in one go rather than one restart per typo.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from dotenv import dotenv_values
+
+PREFIX = "CINEBOT_"
+
+# Demo credentials: the local stand-in and `cinebot chat` use the same ones, so a
+# fresh checkout works offline. Production deployments must override all of them.
+DEMO_WECHAT_APPID = "wx5c1ne6b0tdem0001"
+DEMO_WECHAT_TOKEN = "cinebotdemotoken"
+DEMO_WECHAT_AES_KEY = "Y2luZWJvdC1kZW1vLXdlY2hhdC1hZXMta2V5LTMyYnk"
+DEMO_WECOM_CORP_ID = "ww5c1ne6b0tdem0001"
+DEMO_WECOM_TOKEN = "cinebotdemowecom"
+DEMO_WECOM_AES_KEY = "Y2luZWJvdC1kZW1vLXdlY29tLWFlcy1rZXktMzJieXQ"
+DEMO_SECRET_KEY = "cinebot-demo-secret-key-change-me"
+
+
+class SettingsError(ValueError):
+    """Raised with every problem found in the configuration, one per line."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("invalid cinebot settings:\n  - " + "\n  - ".join(problems))
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    database_url: str = "sqlite://cinebot.sqlite3"
+    redis_url: str | None = None
+    # Where the embedded Redis keeps its data when REDIS_URL is unset.
+    embedded_redis_path: str = "cinebot-redis.rdb"
+    wechat_appid: str = DEMO_WECHAT_APPID
+    wechat_secret: str = "cinebot-demo-wechat-secret"
+    wechat_token: str = DEMO_WECHAT_TOKEN
+    wechat_aes_key: str = DEMO_WECHAT_AES_KEY
+    wechat_api_base: str = "https://api.weixin.qq.com"
+    wecom_corp_id: str = DEMO_WECOM_CORP_ID
+    wecom_agent_id: int = 1000002
+    wecom_secret: str = "cinebot-demo-wecom-secret"
+    wecom_token: str = DEMO_WECOM_TOKEN
+    wecom_aes_key: str = DEMO_WECOM_AES_KEY
+    wecom_api_base: str = "https://qyapi.weixin.qq.com"
+    secret_key: str = DEMO_SECRET_KEY
+    public_url: str = "http://127.0.0.1:8080"
+    log_level: str = "INFO"
+    log_format: str = "json"
+    # Seconds a handler may take before the callback answers `success` and the
+    # reply goes out asynchronously (WeChat gives up on us after 5 s).
+    handler_budget: float = 4.0
+    max_body_bytes: int = 1024 * 1024
+    # Callbacks whose timestamp is further than this from now are replays.
+    timestamp_tolerance: int = 300
+    # How long a message id stays remembered for retry detection.
+    dedup_ttl: int = 600
+    timezone: str = "Asia/Shanghai"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def uses_demo_credentials(self) -> bool:
+        return DEMO_SECRET_KEY in (self.secret_key,) or self.wechat_token == DEMO_WECHAT_TOKEN
+
+    def redacted(self) -> dict[str, object]:
+        """Settings safe to log: secrets and passwords replaced by ``***``."""
+        out: dict[str, object] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name in _SECRET_FIELDS and value:
+                value = "***"
+            elif f.name in ("database_url", "redis_url") and value:
+                value = _hide_password(str(value))
+            out[f.name] = value
+        return out
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, env_file: str | Path | None = ".env"
+    ) -> Settings:
+        source: dict[str, str] = {}
+        if env_file is not None and Path(env_file).is_file():
+            source.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
+        source.update(os.environ if environ is None else environ)
+        return cls.from_mapping(source)
+
+    @classmethod
+    def from_mapping(cls, source: Mapping[str, str]) -> Settings:
+        problems: list[str] = []
+        values: dict[str, object] = {}
+        known = {f.name for f in fields(cls)}
+        for key, raw in source.items():
+            if not key.startswith(PREFIX):
+                continue
+            name = key[len(PREFIX) :].lower()
+            if name not in known:
+                continue
+            raw = raw.strip()
+            if raw == "" and name == "redis_url":
+                values[name] = None
+                continue
+            try:
+                values[name] = _CONVERTERS.get(name, _nonempty)(raw)
+            except ValueError as exc:
+                problems.append(f"{key}: {exc}")
+        if problems:
+            raise SettingsError(problems)
+        settings = cls(**values)  # type: ignore[arg-type]
+        problems = settings.validate()
+        if problems:
+            raise SettingsError(problems)
+        return settings
+
+    def validate(self) -> list[str]:
+        problems: list[str] = []
+        for name in ("wechat_aes_key", "wecom_aes_key"):
+            try:
+                _aes_key(getattr(self, name))
+            except ValueError as exc:
+                problems.append(f"{PREFIX}{name.upper()}: {exc}")
+        scheme = urlsplit(self.database_url).scheme
+        if scheme not in ("sqlite", "postgres", "postgresql", "asyncpg", "psycopg"):
+            problems.append(
+                f"{PREFIX}DATABASE_URL: unsupported scheme {scheme!r}; "
+                "use sqlite://FILE or postgres://USER:PASSWORD@HOST:PORT/DB"
+            )
+        if self.redis_url is not None and urlsplit(self.redis_url).scheme not in (
+            "redis",
+            "rediss",
+            "unix",
+        ):
+            problems.append(f"{PREFIX}REDIS_URL: expected redis://, rediss:// or unix:// URL")
+        for name in ("wechat_api_base", "wecom_api_base", "public_url"):
+            if urlsplit(getattr(self, name)).scheme not in ("http", "https"):
+                problems.append(f"{PREFIX}{name.upper()}: expected an http(s):// URL")
+        if not 0.1 <= self.handler_budget <= 4.8:
+            problems.append(
+                f"{PREFIX}HANDLER_BUDGET: must be between 0.1 and 4.8 seconds "
+                "(WeChat retries after 5 s)"
+            )
+        if self.log_format not in ("json", "text"):
+            problems.append(f"{PREFIX}LOG_FORMAT: expected json or text")
+        return problems
+
+
+_SECRET_FIELDS = {
+    "wechat_secret",
+    "wechat_token",
+    "wechat_aes_key",
+    "wecom_secret",
+    "wecom_token",
+    "wecom_aes_key",
+    "secret_key",
+}
+
+
+def _nonempty(raw: str) -> str:
+    if not raw:
+        raise ValueError("must not be empty")
+    return raw
+
+
+def _positive_int(raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"expected a whole number, got {raw!r}") from None
+    if value <= 0:
+        raise ValueError(f"expected a positive number, got {value}")
+    return value
+
+
+def _positive_float(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"expected a number of seconds, got {raw!r}") from None
+    if value <= 0:
+        raise ValueError(f"expected a positive number, got {value}")
+    return value
+
+
+def _log_level(raw: str) -> str:
+    level = raw.upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise ValueError(f"expected DEBUG, INFO, WARNING, ERROR or CRITICAL, got {raw!r}")
+    return level
+
+
+def _aes_key(raw: str) -> str:
+    """An EncodingAESKey is 43 characters of base64 (32 bytes without the '=')."""
+    if len(raw) != 43 or not re.fullmatch(r"[A-Za-z0-9+/]{43}", raw):
+        raise ValueError("EncodingAESKey must be exactly 43 base64 characters")
+    try:
+        if len(base64.b64decode(raw + "=")) != 32:
+            raise ValueError("EncodingAESKey must decode to 32 bytes")
+    except binascii.Error:
+        raise ValueError("EncodingAESKey is not valid base64") from None
+    return raw
+
+
+_CONVERTERS = {
+    "wecom_agent_id": _positive_int,
+    "max_body_bytes": _positive_int,
+    "timestamp_tolerance": _positive_int,
+    "dedup_ttl": _positive_int,
+    "handler_budget": _positive_float,
+    "log_level": _log_level,
+    "wechat_aes_key": _aes_key,
+    "wecom_aes_key": _aes_key,
+}
+
+
+def _hide_password(url: str) -> str:
+    return re.sub(r"(//[^:/@]+:)[^@]*@", r"\1***@", url)

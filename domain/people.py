@@ -1,0 +1,137 @@
+"""Who talks to cinebot: audience members (WeChat openid) and staff (WeCom userid)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from tortoise import fields
+from tortoise.exceptions import IntegrityError
+from tortoise.models import Model
+from tortoise.transactions import in_transaction
+
+from domain import audit
+from domain.cinemas import Cinema
+
+
+class StaffRole(StrEnum):
+    STAFF = "staff"
+    ENGINEER = "engineer"
+    MANAGER = "manager"
+
+
+class Member(Model):
+    id = fields.IntField(primary_key=True)
+    openid = fields.CharField(max_length=64, unique=True)
+    nickname = fields.CharField(max_length=64, default="")
+    phone = fields.CharField(max_length=20, null=True)
+    tier = fields.CharField(max_length=16, default="regular")
+    subscribed = fields.BooleanField(default=False)
+    subscribe_scene = fields.CharField(max_length=64, null=True)
+    first_seen = fields.DatetimeField()
+    last_seen = fields.DatetimeField()
+
+    class Meta:
+        table = "member"
+
+
+class Staff(Model):
+    id = fields.IntField(primary_key=True)
+    cinema: fields.ForeignKeyRelation[Cinema] = fields.ForeignKeyField(
+        "models.Cinema", related_name="staff", on_delete=fields.CASCADE
+    )
+    userid = fields.CharField(max_length=64, unique=True)  # WeCom userid, unique in the corp
+    name = fields.CharField(max_length=32)
+    role = fields.CharEnumField(StaffRole, max_length=16)
+    phone = fields.CharField(max_length=20, null=True)
+    active = fields.BooleanField(default=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "staff"
+
+
+async def touch_member(openid: str, now: datetime) -> tuple[Member, bool]:
+    """The member for an openid, created on first contact. Returns (member, created)."""
+    member = await Member.get_or_none(openid=openid)
+    if member is not None:
+        return member, False
+    try:
+        async with in_transaction():
+            return await Member.create(openid=openid, first_seen=now, last_seen=now), True
+    except IntegrityError:
+        # Two first messages at once: the other one created it.
+        return await Member.get(openid=openid), False
+
+
+async def set_subscription(
+    openid: str, subscribed: bool, now: datetime, scene: str | None = None
+) -> Member:
+    member, _ = await touch_member(openid, now)
+    member.subscribed = subscribed
+    member.last_seen = now
+    update = ["subscribed", "last_seen"]
+    if subscribed and scene:
+        member.subscribe_scene = scene[:64]
+        update.append("subscribe_scene")
+    await member.save(update_fields=update)
+    return member
+
+
+async def find_staff(userid: str) -> Staff | None:
+    return await Staff.get_or_none(userid=userid, active=True)
+
+
+class UnknownCinema(LookupError):
+    pass
+
+
+async def add_staff(
+    *, userid: str, role: StaffRole, name: str, now: datetime, cinema_code: str | None = None,
+    by: str = "cli",
+) -> tuple[Staff, bool]:
+    """Create or update a staff member. Without ``cinema_code`` the only cinema is used."""
+    if cinema_code:
+        cinema = await Cinema.get_or_none(code=cinema_code)
+    else:
+        cinemas = await Cinema.all().limit(2)
+        cinema = cinemas[0] if len(cinemas) == 1 else None
+        if len(cinemas) > 1:
+            raise UnknownCinema("several cinemas exist; say which one with --cinema")
+    if cinema is None:
+        raise UnknownCinema(cinema_code or "no cinema yet; run `cinebot demo` first")
+    async with in_transaction() as conn:
+        staff = await Staff.get_or_none(userid=userid).using_db(conn)
+        created = staff is None
+        before = None if created else f"{staff.role}:{'active' if staff.active else 'off'}"
+        if staff is None:
+            staff = await Staff.create(
+                userid=userid, name=name, role=role, cinema=cinema, using_db=conn
+            )
+        else:
+            staff.name, staff.role, staff.cinema, staff.active = name, role, cinema, True
+            await staff.save(using_db=conn)
+        await audit.record(
+            entity="staff",
+            entity_id=userid,
+            action="add" if created else "update",
+            actor=by,
+            at=now,
+            cinema_id=cinema.id,
+            from_state=before,
+            to_state=f"{role}:active",
+            using=conn,
+        )
+    return staff, created
+
+
+async def deactivate_staff(userid: str, now: datetime, by: str = "cli") -> bool:
+    async with in_transaction() as conn:
+        changed = await Staff.filter(userid=userid, active=True).using_db(conn).update(active=False)
+        if changed:
+            staff = await Staff.get(userid=userid).using_db(conn)
+            await audit.record(
+                entity="staff", entity_id=userid, action="deactivate", actor=by, at=now,
+                cinema_id=staff.cinema_id, from_state="active", to_state="off", using=conn,
+            )
+    return bool(changed)

@@ -1,0 +1,43 @@
+"""A reply that missed WeChat's 5-second window goes out later, through the outbox."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bot.channels import Channel, Inbound
+from bot.clock import Clock
+from bot.replies import Reply
+from domain.outbox import enqueue
+
+
+def late_reply_payload(inbound: Inbound, reply: Reply, wecom_agent_id: int) -> dict[str, Any]:
+    """The body of a customer-service message (WeChat) or an app message (WeCom)."""
+    if inbound.channel is Channel.WECHAT:
+        if reply.articles:
+            articles = [
+                {"title": a.title, "description": a.description, "url": a.url, "picurl": a.image}
+                for a in reply.articles[:8]
+            ]
+            return {"msgtype": "news", "news": {"articles": articles}}
+        return {"msgtype": "text", "text": {"content": reply.render_wechat_text()}}
+    return {
+        "msgtype": "text",
+        "agentid": wecom_agent_id,
+        "text": {"content": reply.render_plain_text()},
+    }
+
+
+class LateReplies:
+    def __init__(self, clock: Clock, wecom_agent_id: int) -> None:
+        self.clock = clock
+        self.wecom_agent_id = wecom_agent_id
+
+    async def __call__(self, inbound: Inbound, reply: Reply) -> None:
+        await enqueue(
+            channel=str(inbound.channel),
+            recipient=inbound.user_id,
+            payload=late_reply_payload(inbound, reply, self.wecom_agent_id),
+            # One late reply per inbound message, however often WeChat retries it.
+            idempotency_key=f"late-reply:{inbound.dedup_key}",
+            now=self.clock.now(),
+        )

@@ -1,0 +1,40 @@
+"""Keep the demo cinema's rolling week of showtimes topped up, once an hour."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from domain.cinemas import Cinema
+from domain.demo import DEMO_CINEMA_CODE, ensure_schedule
+from jobs.context import JobContext
+
+log = logging.getLogger(__name__)
+JOB_ID = "demo-schedule"
+
+
+async def top_up_demo_schedule(ctx: JobContext) -> int:
+    async with ctx.locks.leader(JOB_ID, ttl_seconds=120) as is_leader:
+        if not is_leader:
+            return 0
+        cinema = await Cinema.get_or_none(code=DEMO_CINEMA_CODE)
+        if cinema is None:
+            return 0
+        created = await ensure_schedule(cinema, ctx.clock.now())
+        if created:
+            log.info("demo schedule topped up", extra={"showtimes": created})
+        return created
+
+
+def register(scheduler: Any, ctx: JobContext) -> None:
+    scheduler.add_job(
+        top_up_demo_schedule,
+        "interval",
+        hours=1,
+        args=(ctx,),
+        id=JOB_ID,
+        replace_existing=True,
+        coalesce=True,
+        max_instances=1,
+        misfire_grace_time=600,
+    )

@@ -1,0 +1,27 @@
+"""The scheduler: started inside the app's startup context (so jobs reach the database)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from jobs import schedule
+from jobs.context import JobContext
+
+log = logging.getLogger(__name__)
+
+
+def build_scheduler(ctx: JobContext, demo: bool) -> AsyncIOScheduler:
+    scheduler = AsyncIOScheduler(timezone="Asia/Shanghai")
+    if demo:
+        schedule.register(scheduler, ctx)
+    return scheduler
+
+
+async def stop_scheduler(scheduler: AsyncIOScheduler) -> None:
+    if scheduler.running:
+        scheduler.shutdown(wait=False)
+        # shutdown() schedules its own cleanup on the loop and returns at once.
+        await asyncio.sleep(0)

