@@ -117,7 +117,7 @@ class CallbackEndpoint:
             inbound, encrypted = self.codec.decode(request.query, body, self.clock.timestamp())
         except CallbackRejected as exc:
             return self._reject(exc, request)
-        self.metrics.callbacks.labels(self.channel, inbound.event or inbound.kind).inc()
+        self.metrics.callbacks.labels(self.channel, _kind_label(inbound)).inc()
         nonce = request.query.get("nonce", "")
 
         key = inbound.dedup_key
@@ -149,7 +149,13 @@ class CallbackEndpoint:
             )
             task.add_done_callback(self._deliver_late(inbound))
             return web.Response(text=self.ack)
-        reply = task.result()
+        try:
+            reply = task.result()
+        except Exception:
+            # Nothing was answered: drop the claim so WeChat's retry is handled afresh
+            # instead of waiting on a lease nobody will finish. (aiohttp logs it and answers 500.)
+            await self.dedup.release(key)
+            raise
         xml = self.codec.render(reply, inbound) if reply and not reply.is_empty else ""
         await self.dedup.finish(key, xml)
         if not xml:
@@ -161,7 +167,14 @@ class CallbackEndpoint:
 
     def _deliver_late(self, inbound: Inbound) -> Callable[[asyncio.Task[Reply | None]], None]:
         def callback(task: asyncio.Task[Reply | None]) -> None:
-            if task.cancelled() or task.exception() is not None:
+            if task.cancelled():
+                return
+            if task.exception() is not None:
+                log.error(
+                    "late handler failed; no reply will be sent",
+                    exc_info=task.exception(),
+                    extra={"channel": self.channel, "user": short_openid(inbound.user_id)},
+                )
                 return
             reply = task.result()
             if reply is None or reply.is_empty:
@@ -181,3 +194,18 @@ class CallbackEndpoint:
 def _log_failure(task: asyncio.Task[None]) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.error("late reply could not be recorded", exc_info=task.exception())
+
+
+_KNOWN_EVENTS = frozenset(
+    {
+        "subscribe", "unsubscribe", "scan", "click", "view", "location", "scancode_waitmsg",
+        "scancode_push", "enter_agent", "template_card_event", "template_card_menu_event",
+    }
+)
+
+
+def _kind_label(inbound: Inbound) -> str:
+    # Label values come from signed but external input: keep their number bounded.
+    if inbound.kind != "event":
+        return inbound.kind
+    return inbound.event if inbound.event in _KNOWN_EVENTS else "other_event"

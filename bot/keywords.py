@@ -14,7 +14,7 @@ from bot.router import STAFF_ROLES, Understanding
 # (intent, patterns, roles or None for anyone). First match wins, so the
 # specific come before the general ("退票" before "票").
 _RULES: list[tuple[str, tuple[str, ...], frozenset[str] | None]] = [
-    ("human", ("转人工", "人工客服", "人工", "真人"), None),
+    ("human", ("转人工", "人工客服", "找人工", "要人工", "真人客服", "客服"), None),
     ("cancel", ("取消", "算了", "不要了", "不买了"), None),
     ("task_done", ("已处理", "处理好了", "搞定", "已完成", "完成了", "修好了"), STAFF_ROLES),
     ("task_ack", ("收到", "接单", "马上去", "我来处理"), STAFF_ROLES),

@@ -9,7 +9,11 @@ import sys
 from datetime import UTC, datetime
 
 # WeChat openids are 28 characters (o + 27), unionids similar; WeCom open_userid longer.
-_OPENID = re.compile(r"\b(o[A-Za-z0-9_-]{5})[A-Za-z0-9_-]{16,}([A-Za-z0-9_-]{4})\b")
+# ASCII boundaries, not \b: in Python's Unicode regex Chinese characters are word
+# characters, so \b would miss the openid in "用户oXXXX…发来消息".
+_OPENID = re.compile(
+    r"(?<![A-Za-z0-9_-])(o[A-Za-z0-9_-]{5})[A-Za-z0-9_-]{16,}([A-Za-z0-9_-]{4})(?![A-Za-z0-9_-])"
+)
 _PHONE = re.compile(r"(?<!\d)(1[3-9]\d)\d{4}(\d{4})(?!\d)")
 
 
@@ -29,6 +33,17 @@ def redact(text: str) -> str:
     return mask_phone(_OPENID.sub(r"\1…\2", text))
 
 
+def _scrub(value: object) -> object:
+    """Redact strings anywhere inside an ``extra`` value (dicts, lists, tuples)."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {k: _scrub(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_scrub(v) for v in value]
+    return value
+
+
 class JsonFormatter(logging.Formatter):
     _skip = set(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
 
@@ -41,10 +56,10 @@ class JsonFormatter(logging.Formatter):
         }
         for key, value in record.__dict__.items():
             if key not in self._skip and not key.startswith("_"):
-                entry[key] = redact(value) if isinstance(value, str) else value
+                entry[key] = _scrub(value)
         if record.exc_info:
             entry["exc"] = redact(self.formatException(record.exc_info))
-        return json.dumps(entry, ensure_ascii=False, default=str)
+        return json.dumps(entry, ensure_ascii=False, default=lambda o: redact(str(o)))
 
 
 class RedactingTextFormatter(logging.Formatter):

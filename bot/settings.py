@@ -14,7 +14,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from dotenv import dotenv_values
 
@@ -119,10 +119,10 @@ class Settings:
                 values[name] = _CONVERTERS.get(name, _nonempty)(raw)
             except ValueError as exc:
                 problems.append(f"{key}: {exc}")
-        if problems:
-            raise SettingsError(problems)
+        # Values that failed conversion keep their (valid) defaults here, so the
+        # cross-field checks still run and every problem is reported in one go.
         settings = cls(**values)  # type: ignore[arg-type]
-        problems = settings.validate()
+        problems.extend(settings.validate())
         if problems:
             raise SettingsError(problems)
         return settings
@@ -228,4 +228,18 @@ _CONVERTERS = {
 
 
 def _hide_password(url: str) -> str:
-    return re.sub(r"(//[^:/@]+:)[^@]*@", r"\1***@", url)
+    """``redis://:pw@host`` → ``redis://:***@host``; the password may itself contain ``@``.
+
+    A ``?password=`` query parameter (redis-py reads one) is hidden too.
+    """
+    url = re.sub(r"(?i)([?&]password=)[^&#]*", r"\1***", url)
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return "***"
+    if password is None:
+        return url
+    user = parts.netloc.rpartition("@")[0].split(":", 1)[0]
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))

@@ -14,11 +14,10 @@ def late_reply_payload(inbound: Inbound, reply: Reply, wecom_agent_id: int) -> d
     """The body of a customer-service message (WeChat) or an app message (WeCom)."""
     if inbound.channel is Channel.WECHAT:
         if reply.articles:
-            articles = [
-                {"title": a.title, "description": a.description, "url": a.url, "picurl": a.image}
-                for a in reply.articles[:8]
-            ]
-            return {"msgtype": "news", "news": {"articles": articles}}
+            # A customer-service news message carries exactly one article (else errcode 45008).
+            a = reply.articles[0]
+            article = {"title": a.title, "description": a.description, "url": a.url, "picurl": a.image}
+            return {"msgtype": "news", "news": {"articles": [article]}}
         return {"msgtype": "text", "text": {"content": reply.render_wechat_text()}}
     return {
         "msgtype": "text",

@@ -1,8 +1,13 @@
-"""Test doubles that stand in for what lies outside cinebot: the clock."""
+"""Test doubles that stand in for what lies outside cinebot (the clock), and protocol helpers."""
 
 from __future__ import annotations
 
+import hashlib
+import secrets
 from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
 
 
 class FakeClock:
@@ -22,3 +27,32 @@ class FakeClock:
 
     def set(self, when: datetime) -> None:
         self._now = when.astimezone(UTC)
+
+
+# ---------------------------------------------------------------------------
+# Helpers for the protocol tests: independent of bot.* so they can judge it.
+
+
+def wx_signature(*parts: str) -> str:
+    """WeChat's signature, computed here from the spec (sha1 of the sorted parts)."""
+    return hashlib.sha1("".join(sorted(parts)).encode("utf-8")).hexdigest()
+
+
+def nonce() -> str:
+    return secrets.token_hex(5)
+
+
+def metric_value(exposition: str, sample: str, **labels: str) -> float:
+    """The sum of the samples with these labels in a Prometheus text exposition (0 if none)."""
+    total = 0.0
+    for family in text_string_to_metric_families(exposition):
+        for s in family.samples:
+            if s.name == sample and all(s.labels.get(k) == v for k, v in labels.items()):
+                total += float(s.value)
+    return total
+
+
+async def read_metric(client: Any, sample: str, **labels: str) -> float:
+    resp = await client.get("/metrics")
+    assert resp.status == 200
+    return metric_value(await resp.text(), sample, **labels)

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from bot.channels.inbound import Channel, Inbound
+from bot.channels.security import CallbackRejected
+
+# WeCom userids are 1–64 bytes; openids are 28 characters.
+MAX_USER_ID_BYTES = 64
 
 
 def _float(value: Any) -> float | None:
     try:
-        return float(value)
+        number = float(value)
     except (TypeError, ValueError):
         return None
+    # "nan" and "inf" parse as floats but are no coordinate.
+    return number if math.isfinite(number) else None
 
 
 def _int(value: Any) -> int | None:
@@ -25,6 +32,9 @@ def to_inbound(message: Any, channel: Channel) -> Inbound:
     data: dict[str, Any] = dict(getattr(message, "_data", {}) or {})
     msg_type = str(data.get("MsgType", "unknown")).lower()
     user_id = str(data.get("FromUserName") or "")
+    if not user_id or len(user_id.encode("utf-8")) > MAX_USER_ID_BYTES:
+        # Nobody to answer (or to remember): the message is malformed.
+        raise CallbackRejected(400, "bad_message", "FromUserName")
     common: dict[str, Any] = {
         "channel": channel,
         "user_id": user_id,
