@@ -20,15 +20,20 @@ from tortoise.connection import get_connection
 import domain
 from bot import keywords
 from bot.callbacks import CallbackEndpoint, LateReplySink
+from bot.channels import Inbound
 from bot.channels.wechat import WeChatCodec
 from bot.channels.wecom import WeComCodec
 from bot.clock import Clock, SystemClock
 from bot.dedup import Deduplicator
 from bot.metrics import CONTENT_TYPE_LATEST, Metrics
+from bot.replies import Reply
 from bot.router import Dispatcher, Understander
+from bot.sender import ApiTransport, OutboxSender, SenderPolicy
 from bot.settings import Settings
 from bot.storage import open_database, open_redis
+from bot.wxapi import WeChatApi, WeComApi
 from domain import demo as demo_data
+from domain import outbox
 from handlers import build_router
 from handlers.actors import ActorDirectory
 from handlers.late_replies import LateReplies
@@ -49,6 +54,7 @@ ACTORS = web.AppKey("actors", ActorDirectory)
 TASKS = web.AppKey("tasks", set)
 WECHAT = web.AppKey("wechat_endpoint", CallbackEndpoint)
 WECOM = web.AppKey("wecom_endpoint", CallbackEndpoint)
+SENDER = web.AppKey("outbox_sender", OutboxSender)
 
 Cleanup = Callable[[web.Application], AsyncIterator[None]]
 
@@ -61,7 +67,9 @@ def init_app(
     seed_demo: bool = False,
     understand: Understander | None = None,
     late_reply: LateReplySink | None = None,
+    sender_policy: SenderPolicy | None = None,
 ) -> web.Application:
+    """The whole server. ``run_jobs`` also runs the outbox sender (the "worker" part)."""
     app = web.Application(
         client_max_size=settings.max_body_bytes + 1, middlewares=[_metrics_middleware]
     )
@@ -81,6 +89,7 @@ def init_app(
         app.cleanup_ctx.append(_seed_demo)
     if run_jobs:
         app.cleanup_ctx.append(_scheduler(demo=seed_demo))
+        app.cleanup_ctx.append(_outbox_sender(sender_policy))
     # Last, so it is cleaned up first: in-flight handlers finish before resources close.
     app.cleanup_ctx.append(_background_tasks)
 
@@ -130,7 +139,7 @@ def _pipeline(understand: Understander, late_reply: LateReplySink | None) -> Cle
         app[ACTORS] = actors
         app[DISPATCHER] = dispatcher
         dedup = Deduplicator(app[REDIS], ttl=settings.dedup_ttl)
-        sink = late_reply or LateReplies(clock, settings.wecom_agent_id)
+        sink = late_reply or _waking(app, LateReplies(clock, settings.wecom_agent_id))
         common = {
             "dispatcher": dispatcher,
             "dedup": dedup,
@@ -163,6 +172,38 @@ def _pipeline(understand: Understander, late_reply: LateReplySink | None) -> Cle
         if settings.uses_demo_credentials:
             log.warning("running with the built-in demo credentials; set CINEBOT_* for production")
         yield
+
+    return ctx
+
+
+def _waking(app: web.Application, sink: LateReplySink) -> LateReplySink:
+    """After recording a late reply, nudge this process's sender so it goes out at once."""
+
+    async def record(inbound: Inbound, reply: Reply) -> None:
+        await sink(inbound, reply)
+        sender = app.get(SENDER)
+        if sender is not None:
+            sender.wake()
+
+    return record
+
+
+def _outbox_sender(policy: SenderPolicy | None) -> Cleanup:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        settings = app[SETTINGS]
+        transport = ApiTransport(
+            WeChatApi.from_settings(app[HTTP], app[REDIS], settings),
+            WeComApi.from_settings(app[HTTP], app[REDIS], settings),
+        )
+        sender = OutboxSender(outbox, transport, app[CLOCK], policy)
+        app[SENDER] = sender
+        stop = asyncio.Event()
+        task = asyncio.create_task(sender.run(stop), name="outbox-sender")
+        try:
+            yield
+        finally:
+            stop.set()
+            await task
 
     return ctx
 

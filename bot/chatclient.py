@@ -197,9 +197,95 @@ class ChatSession:
 HELP = """输入文字即可发送。特殊命令：
   /follow [场景]   关注公众号（可带二维码场景，如 /follow touch:hall3-exit）
   /scan 场景       已关注用户扫码（SCAN 事件）
+  /qr 内容         用扫一扫扫描二维码（scancode_waitmsg 事件）
   /enter           打开企业微信应用（enter_agent，仅 --staff）
-  /click 按键      点击菜单或卡片按钮
-  /quit            退出"""
+  /click 按键      点击最近一张卡片上的按钮（企业微信）或菜单按键
+  /quit            退出
+机器人稍后主动发来的消息（客服消息、卡片）会实时显示在这里。"""
+
+
+def describe_sent(message: dict[str, Any]) -> str:
+    """A message the bot sent through the API, as the recipient's phone would show it."""
+    payload = message.get("payload") or {}
+    kind = payload.get("msgtype")
+    body = payload.get(kind) if isinstance(kind, str) else None
+    body = body if isinstance(body, dict) else {}
+    if kind == "text":
+        return "📩 " + render_for_terminal({"Content": body.get("content", "")})
+    if kind == "markdown":
+        return "📩 " + str(body.get("content", ""))
+    if kind == "textcard":
+        return f"🗂 {body.get('title', '')}\n{body.get('description', '')}"
+    if kind == "news":
+        return "\n".join(f"📰 {a.get('title', '')}" for a in body.get("articles", []))
+    if kind == "template_card":
+        lines = [f"🃏 {(body.get('main_title') or {}).get('title', '')}"]
+        desc = (body.get("main_title") or {}).get("desc")
+        if desc:
+            lines.append(f"   {desc}")
+        for row in body.get("horizontal_content_list") or []:
+            lines.append(f"   {row.get('keyname', '')}：{row.get('value', '')}")
+        buttons = body.get("button_list") or []
+        if buttons:
+            lines.append("   " + "  ".join(f"[{b.get('text')}] /click {b.get('key')}" for b in buttons))
+        return "\n".join(lines)
+    return f"📩 （{kind} 消息）"
+
+
+class StandinWatcher:
+    """Follows what the local API stand-in received for one user, and remembers the last card."""
+
+    def __init__(self, base_url: str, user: str) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.user = user
+        self.last_id = 0
+        self.last_card: str | None = None
+
+    async def start(self, http: aiohttp.ClientSession) -> bool:
+        try:
+            async with http.get(f"{self.base_url}/standin/messages") as resp:
+                self.last_id = int((await resp.json())["last_id"])
+            return True
+        except (aiohttp.ClientError, KeyError, ValueError):
+            return False
+
+    async def poll(self, http: aiohttp.ClientSession) -> list[str]:
+        params = {"to": self.user, "since": str(self.last_id)}
+        async with http.get(f"{self.base_url}/standin/messages", params=params) as resp:
+            data = await resp.json()
+        shown = []
+        for m in data.get("messages", []):
+            self.last_id = max(self.last_id, int(m["id"]))
+            if m.get("msgtype") == "template_card":
+                self.last_card = (m["payload"].get("template_card") or {}).get("task_id")
+            shown.append(describe_sent(m))
+        return shown
+
+    async def click(self, http: aiohttp.ClientSession, key: str) -> dict[str, Any] | None:
+        if not self.last_card:
+            return None
+        body = {"task_id": self.last_card, "key": key, "userid": self.user}
+        async with http.post(f"{self.base_url}/standin/click", json=body) as resp:
+            if resp.status != 200:
+                raise RuntimeError(await resp.text())
+            return dict(await resp.json())
+
+
+def card_event_xml(fields: dict[str, Any]) -> str:
+    parts = "".join(
+        f"<{k}>{v}</{k}>" if isinstance(v, int) else f"<{k}><![CDATA[{v}]]></{k}>"
+        for k, v in fields.items()
+        if v is not None
+    )
+    return f"<xml>{parts}</xml>"
+
+
+def _default_standin(url: str) -> str:
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    port = (parts.port or 80) + 1
+    return urlunsplit((parts.scheme, f"{parts.hostname}:{port}", "", "", ""))
 
 
 async def run_chat(settings: Settings, args: Any) -> int:
@@ -208,11 +294,13 @@ async def run_chat(settings: Settings, args: Any) -> int:
 
     user = args.staff or args.openid
     session = ChatSession(settings, args.url, user, staff=bool(args.staff), encrypted=not args.plaintext)
+    watcher = StandinWatcher(args.standin or _default_standin(args.url), user)
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15)) as http:
+        watching = await watcher.start(http)
 
         async def say(line: str) -> None:
             try:
-                reply = await _send_line(session, http, line)
+                reply = await _send_line(session, watcher, http, line)
             except aiohttp.ClientConnectionError:
                 print(f"连接不上 {args.url}：cinebot serve 启动了吗？", file=sys.stderr)
                 raise SystemExit(1) from None
@@ -221,6 +309,15 @@ async def run_chat(settings: Settings, args: Any) -> int:
                 return
             print(f"cinebot> {render_for_terminal(reply)}")
 
+        async def follow() -> None:
+            while True:
+                await asyncio.sleep(1.0)
+                try:
+                    for text in await watcher.poll(http):
+                        print(f"\n{text}\n{user}> ", end="", flush=True)
+                except (aiohttp.ClientError, ValueError):
+                    continue
+
         if args.say:
             for line in args.say:
                 print(f"{user}> {line}")
@@ -228,23 +325,30 @@ async def run_chat(settings: Settings, args: Any) -> int:
             return 0
         who = f"企业微信员工 {user}" if args.staff else f"微信用户 {user}"
         print(f"以{who}身份连接 {args.url}（{'安全模式' if session.encrypted else '明文模式'}）。{HELP}")
-        while True:
-            try:
-                line = (await asyncio.to_thread(input, f"{user}> ")).strip()
-            except (EOFError, KeyboardInterrupt):
-                print()
-                return 0
-            if line in ("/quit", "/exit"):
-                return 0
-            if line in ("/help", "/?"):
-                print(HELP)
-                continue
-            if line:
-                await say(line)
+        if not watching:
+            print(f"（没有连上接口替身 {watcher.base_url}，主动消息不会显示）")
+        poller = asyncio.create_task(follow()) if watching else None
+        try:
+            while True:
+                try:
+                    line = (await asyncio.to_thread(input, f"{user}> ")).strip()
+                except (EOFError, KeyboardInterrupt):
+                    print()
+                    return 0
+                if line in ("/quit", "/exit"):
+                    return 0
+                if line in ("/help", "/?"):
+                    print(HELP)
+                    continue
+                if line:
+                    await say(line)
+        finally:
+            if poller is not None:
+                poller.cancel()
 
 
 async def _send_line(
-    session: ChatSession, http: aiohttp.ClientSession, line: str
+    session: ChatSession, watcher: StandinWatcher, http: aiohttp.ClientSession, line: str
 ) -> dict[str, Any] | None:
     if not line.startswith("/"):
         return await session.send_text(http, line)
@@ -254,8 +358,18 @@ async def _send_line(
         return await session.send_event(http, "subscribe", f"qrscene_{arg}" if arg else None)
     if command == "/scan":
         return await session.send_event(http, "SCAN", arg or "demo")
+    if command == "/qr":
+        info = (
+            "<ScanCodeInfo><ScanType><![CDATA[qrcode]]></ScanType>"
+            f"<ScanResult><![CDATA[{arg}]]></ScanResult></ScanCodeInfo>"
+        )
+        return await session.send_event(http, "scancode_waitmsg", "scan", extra=info)
     if command == "/enter":
         return await session.send_event(http, "enter_agent", "")
     if command == "/click":
+        if session.staff and watcher.last_card:
+            fields = await watcher.click(http, arg)
+            if fields is not None:
+                return await session.post(http, card_event_xml(fields))
         return await session.send_event(http, "CLICK", arg)
     raise RuntimeError(f"不认识的命令 {command}，输入 /help 查看")

@@ -8,12 +8,13 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 
 from aiohttp import web
 
 import domain
 from bot.clock import SystemClock
-from bot.logs import configure_logging
+from bot.logs import configure_logging, short_openid
 from bot.settings import Settings, SettingsError
 from bot.storage import open_database
 
@@ -29,19 +30,62 @@ def _settings() -> Settings:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from bot.app import init_app
-
     settings = _settings()
     configure_logging(settings.log_level, settings.log_format)
-    run_jobs = args.role in ("all", "worker")
-    app = init_app(settings, run_jobs=run_jobs, seed_demo=args.demo)
-    print(
-        f"cinebot 正在启动：http://{args.host}:{args.port}  "
-        f"(WeChat 回调 /wechat/callback，WeCom 回调 /wecom/callback，健康检查 /healthz)",
-        file=sys.stderr,
-    )
-    web.run_app(app, host=args.host, port=args.port, access_log=None, print=None)
+    try:
+        asyncio.run(_serve(settings, args))
+    except KeyboardInterrupt:
+        pass
     return 0
+
+
+async def _serve(settings: Settings, args: argparse.Namespace) -> None:
+    from bot.app import init_app
+    from bot.standin import PathOnlyAccessLogger, build_standin_app
+
+    runners: list[web.AppRunner] = []
+    defaults = Settings()
+    standin_url = None
+    if args.demo and (settings.wechat_api_base, settings.wecom_api_base) == (
+        defaults.wechat_api_base,
+        defaults.wecom_api_base,
+    ):
+        # Demo mode works offline: WeChat/WeCom API calls go to the local stand-in.
+        standin = web.AppRunner(build_standin_app(), access_log_class=PathOnlyAccessLogger)
+        await standin.setup()
+        await web.TCPSite(standin, args.host, args.port + 1).start()
+        runners.append(standin)
+        standin_url = f"http://{args.host}:{args.port + 1}"
+        settings = replace(settings, wechat_api_base=standin_url, wecom_api_base=standin_url)
+    app = init_app(settings, run_jobs=args.role in ("all", "worker"), seed_demo=args.demo)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    runners.insert(0, runner)
+    try:
+        await web.TCPSite(runner, args.host, args.port).start()
+        print(
+            f"cinebot 已启动：http://{args.host}:{args.port}\n"
+            f"  微信回调 /wechat/callback · 企业微信回调 /wecom/callback · 健康检查 /healthz\n"
+            + (
+                f"  本地微信/企业微信接口替身：{standin_url}/standin/ （查看机器人发出的消息和卡片）\n"
+                if standin_url
+                else ""
+            )
+            + "  另开一个终端试试：.venv/bin/cinebot chat   （Ctrl+C 停止服务）",
+            file=sys.stderr,
+        )
+        await _until_signal()
+    finally:
+        for r in runners:
+            await r.cleanup()
+
+
+async def _until_signal() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -55,13 +99,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
         app = init_app(settings, run_jobs=True)
         runner = web.AppRunner(app)
         await runner.setup()
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
         log.info("cinebot worker running")
         try:
-            await stop.wait()
+            await _until_signal()
         finally:
             await runner.cleanup()
 
@@ -139,6 +179,45 @@ def cmd_staff(args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
+def cmd_outbox(args: argparse.Namespace) -> int:
+    from domain.outbox import OutboundMessage, OutboundStatus, requeue
+
+    settings = _settings()
+
+    async def run() -> int:
+        async with open_database(settings.database_url, domain.MODEL_MODULES, domain.MIGRATIONS):
+            if args.action == "retry":
+                ids = None if args.all else [int(i) for i in args.ids]
+                if ids is not None and not ids:
+                    print("请给出要重发的消息编号，或用 --all 重发全部失败/死信消息", file=sys.stderr)
+                    return 1
+                count = await requeue(ids, SystemClock().now())
+                print(f"已重新排队 {count} 条消息。")
+                return 0
+            query = OutboundMessage.all()
+            if args.status != "all":
+                query = query.filter(status=OutboundStatus(args.status))
+            rows = await query.order_by("-id").limit(args.limit)
+            counts = {s.value: await OutboundMessage.filter(status=s).count() for s in OutboundStatus}
+            print("  ".join(f"{k}: {v}" for k, v in counts.items()))
+            for m in rows:
+                error = f"  {m.last_error[:60]}" if m.last_error else ""
+                print(
+                    f"#{m.id:<6}{m.status:<8}{m.channel:<7}{short_openid(m.recipient):<16}"
+                    f"尝试{m.attempts}次  {m.created_at:%m-%d %H:%M:%S}{error}"
+                )
+            return 0
+
+    return asyncio.run(run())
+
+
+def cmd_fakewx(args: argparse.Namespace) -> int:
+    from bot.standin import main as standin_main
+
+    standin_main(["--host", args.host, "--port", str(args.port)])
+    return 0
+
+
 def cmd_chat(args: argparse.Namespace) -> int:
     from bot.chatclient import run_chat
 
@@ -177,6 +256,23 @@ def build_parser() -> argparse.ArgumentParser:
     staff.add_parser("list", help="list staff")
     p.set_defaults(func=cmd_staff)
 
+    p = sub.add_parser("outbox", help="inspect and re-send outbound messages")
+    ob = p.add_subparsers(dest="action", required=True)
+    ls = ob.add_parser("list", help="list messages (newest first)")
+    ls.add_argument(
+        "--status", choices=("all", "pending", "sent", "failed", "dead"), default="all"
+    )
+    ls.add_argument("--limit", type=int, default=30)
+    rt = ob.add_parser("retry", help="send failed or dead messages again")
+    rt.add_argument("ids", nargs="*", help="message ids (#N in the list)")
+    rt.add_argument("--all", action="store_true", help="every failed and dead message")
+    p.set_defaults(func=cmd_outbox)
+
+    p = sub.add_parser("fakewx", help="run the local stand-in for the WeChat/WeCom APIs")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8081)
+    p.set_defaults(func=cmd_fakewx)
+
     p = sub.add_parser("chat", help="talk to a running cinebot as a WeChat user or WeCom staff")
     p.add_argument("--url", default="http://127.0.0.1:8080")
     who = p.add_mutually_exclusive_group()
@@ -184,6 +280,9 @@ def build_parser() -> argparse.ArgumentParser:
     who.add_argument("--staff", dest="staff", help="WeCom userid, e.g. staff01")
     p.add_argument("--plaintext", action="store_true", help="WeChat plaintext mode instead of safe mode")
     p.add_argument("--say", action="append", help="send this message and exit (repeatable)")
+    p.add_argument(
+        "--standin", help="the local API stand-in to watch for pushed messages (default: port+1)"
+    )
     p.set_defaults(func=cmd_chat)
     return parser
 

@@ -105,16 +105,27 @@ class OutboxSender:
         self._wakeup.set()
 
     async def run_once(self) -> int:
-        """Claim one batch and deliver it. Returns how many messages were attempted."""
+        """Claim one batch and deliver it. Returns how many messages were claimed."""
+        claimed_at = self.clock.now()
         batch = await self.store.claim_due(
-            self.worker, self.clock.now(), self.policy.lease, self.policy.batch
+            self.worker, claimed_at, self.policy.lease, self.policy.batch
         )
         if not batch:
             return 0
         gate = asyncio.Semaphore(self.policy.concurrency)
+        # A message still waiting for the gate when half its lease is gone is left
+        # alone: once the lease lapses another worker may take it, and a send that
+        # starts this late could still be running then, sending it twice.
+        start_by = claimed_at + self.policy.lease / 2
 
         async def one(message: Message) -> None:
             async with gate:
+                if self.clock.now() > start_by:
+                    log.warning(
+                        "outbound message left for a later claim: its lease is running out",
+                        extra={"outbound_id": message.id},
+                    )
+                    return
                 await self._deliver(message)
 
         await asyncio.gather(*(one(m) for m in batch))
@@ -122,6 +133,9 @@ class OutboxSender:
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
+            # Cleared before looking, not after: a wake() that arrives while this
+            # sweep runs (a message enqueued just after the claim) is not lost.
+            self._wakeup.clear()
             try:
                 done = await self.run_once()
             except Exception:
@@ -129,8 +143,10 @@ class OutboxSender:
                 done = 0
             if done:
                 continue
-            self._wakeup.clear()
-            waiters = {asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._wakeup.wait())}
+            waiters = {
+                asyncio.ensure_future(stop.wait()),
+                asyncio.ensure_future(self._wakeup.wait()),
+            }
             _, pending = await asyncio.wait(
                 waiters, timeout=self.policy.poll_interval, return_when=asyncio.FIRST_COMPLETED
             )
@@ -173,7 +189,11 @@ class OutboxSender:
                 self.policy.max_attempts,
             )
             return
-        await self.store.mark_sent(message, self.worker, self.clock.now())
+        if not await self.store.mark_sent(message, self.worker, self.clock.now()):
+            log.warning(
+                "outbound message was sent after its lease lapsed; another worker may send it too",
+                extra={"outbound_id": message.id},
+            )
 
 
 class ApiTransport:

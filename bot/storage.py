@@ -7,6 +7,7 @@ PostgreSQL and an external Redis take over when ``CINEBOT_DATABASE_URL`` and
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
 import os
 from collections.abc import AsyncIterator, Sequence
@@ -57,7 +58,8 @@ async def open_database(
     ctx = await Tortoise.init(config=config, _enable_global_fallback=True)
     try:
         if migrations:
-            await apply_migrations(config)
+            async with _migration_lock(config["connections"]["default"]):
+                await apply_migrations(config)
         yield ctx
     finally:
         await ctx.close_connections()
@@ -69,6 +71,46 @@ async def apply_migrations(config: dict[str, Any]) -> None:
     if plan:
         log.info("applying %d database migration(s)", len(plan))
     await executor.migrate(None)
+
+
+# Any constant: the advisory-lock id all cinebot processes agree on for migrations.
+_MIGRATION_LOCK_ID = 0x63696E65  # "cine"
+
+
+@asynccontextmanager
+async def _migration_lock(url: str) -> AsyncIterator[None]:
+    """Serialise migrations across processes starting together (web replicas, workers).
+
+    On PostgreSQL a session advisory lock on a dedicated connection; on SQLite
+    an exclusive lock on a file beside the database (the migration planner
+    reads the applied set before SQLite's own write lock would serialise us).
+    """
+    if url.startswith("sqlite://"):
+        path = url[len("sqlite://") :].split("?", 1)[0]
+        if not path or path == ":memory:":
+            yield
+            return
+        with open(f"{path}.migrate.lock", "a") as lock_file:
+            await asyncio.to_thread(fcntl.flock, lock_file.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock_file.fileno(), fcntl.LOCK_UN)
+        return
+    if not url.startswith(("postgres://", "asyncpg://")):
+        yield
+        return
+    import asyncpg
+
+    conn = await asyncpg.connect("postgresql://" + url.split("://", 1)[1])
+    try:
+        await conn.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK_ID)
+        yield
+    finally:
+        try:
+            await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK_ID)
+        finally:
+            await conn.close()
 
 
 def _ensure_sqlite_dir(database_url: str) -> None:
