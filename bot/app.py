@@ -37,6 +37,7 @@ from domain import outbox
 from handlers import build_router
 from handlers.actors import ActorDirectory
 from handlers.late_replies import LateReplies
+from handlers.reference import ReferenceData
 from jobs.context import JobContext
 from jobs.locks import LeaderLocks
 from jobs.scheduler import build_scheduler, stop_scheduler
@@ -133,6 +134,7 @@ def _pipeline(understand: Understander, late_reply: LateReplySink | None) -> Cle
             clock=clock,
             redis=app[REDIS],
             settings=settings,
+            reference=ReferenceData(),
         )
         dispatcher.include(build_router())
         dispatcher.check()

@@ -33,6 +33,10 @@ def tortoise_config(
     for alias in ("postgresql://", "psycopg://"):
         if url.startswith(alias):
             url = "postgres://" + url[len(alias) :]
+    if url.startswith("sqlite://") and "synchronous=" not in url:
+        # WAL + synchronous=NORMAL: no fsync per commit (a power cut may lose the last
+        # commits, never corrupts the file), so a commit no longer stalls every query.
+        url += ("&" if "?" in url else "?") + "synchronous=NORMAL"
     app: dict[str, Any] = {"models": list(model_modules), "default_connection": "default"}
     if migrations:
         app["migrations"] = migrations

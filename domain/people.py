@@ -57,8 +57,9 @@ async def touch_member(openid: str, now: datetime) -> tuple[Member, bool]:
     if member is not None:
         return member, False
     try:
-        async with in_transaction():
-            return await Member.create(openid=openid, first_seen=now, last_seen=now), True
+        # One autocommitted INSERT: first contacts arrive in bursts (a QR code at a
+        # hall exit), and an explicit transaction would double their cost.
+        return await Member.create(openid=openid, first_seen=now, last_seen=now), True
     except IntegrityError:
         # Two first messages at once: the other one created it.
         return await Member.get(openid=openid), False

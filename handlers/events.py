@@ -8,7 +8,7 @@ from bot.channels import Channel, Inbound
 from bot.clock import Clock
 from bot.replies import Reply
 from bot.router import Actor, Router
-from domain.cinemas import home_cinema
+from handlers.reference import ReferenceData
 from domain.people import set_subscription
 from handlers.menu import AUDIENCE_MENU, greeting_text, menu_reply
 
@@ -16,9 +16,11 @@ router = Router(__name__)
 
 
 @router.on(channel=Channel.WECHAT, event="subscribe")
-async def followed(msg: Inbound, actor: Actor, clock: Clock) -> Reply:
+async def followed(
+    msg: Inbound, actor: Actor, clock: Clock, reference: ReferenceData
+) -> Reply:
     await set_subscription(msg.user_id, True, clock.now(), scene=msg.scene)
-    cinema = await home_cinema()
+    cinema = await reference.cinema(None)
     text = greeting_text(actor, cinema.name if cinema else "影城")
     if msg.scene:
         text = "感谢扫码关注！" + text
@@ -59,8 +61,8 @@ async def silent_event(msg: Inbound) -> None:
 
 
 @router.on(kind="location")
-async def location(msg: Inbound, actor: Actor) -> Reply:
-    cinema = await home_cinema(actor.cinema_id)
+async def location(msg: Inbound, actor: Actor, reference: ReferenceData) -> Reply:
+    cinema = await reference.cinema(actor.cinema_id)
     if cinema is None:
         return Reply.say("影城地址还没有配置好，请稍后再试。")
     where = f"📍{cinema.name}\n地址：{cinema.address}"

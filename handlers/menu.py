@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bot.replies import Button, Reply
 from bot.router import Actor, Router
-from domain.cinemas import home_cinema
+from handlers.reference import ReferenceData
 
 router = Router(__name__)
 
@@ -43,8 +43,8 @@ def greeting_text(actor: Actor, cinema_name: str) -> str:
 
 
 @router.on(intent="greeting")
-async def greet(actor: Actor) -> Reply:
-    cinema = await home_cinema(actor.cinema_id)
+async def greet(actor: Actor, reference: ReferenceData) -> Reply:
+    cinema = await reference.cinema(actor.cinema_id)
     menu = STAFF_MENU if actor.is_staff else AUDIENCE_MENU
     name = cinema.name if cinema else "影城"
     return Reply.say(greeting_text(actor, name) + "\n想做什么？点下面的选项或直接说～", *menu)
@@ -56,8 +56,8 @@ async def help_menu(actor: Actor) -> Reply:
 
 
 @router.on(intent="human")
-async def human(actor: Actor) -> Reply:
-    cinema = await home_cinema(actor.cinema_id)
+async def human(actor: Actor, reference: ReferenceData) -> Reply:
+    cinema = await reference.cinema(actor.cinema_id)
     if cinema is None or not cinema.phone:
         return Reply.say("在线人工客服正在接入中，请到影城服务台找工作人员，抱歉～")
     return Reply.say(

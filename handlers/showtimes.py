@@ -9,8 +9,8 @@ from datetime import datetime, timedelta
 from bot.clock import Clock, local
 from bot.replies import Button, Reply
 from bot.router import Actor, Router
-from domain.catalog import Film, Showtime, find_films, upcoming_showtimes
-from domain.cinemas import Hall, home_cinema
+from domain.catalog import Film, Showtime
+from handlers.reference import ReferenceData
 
 router = Router(__name__)
 
@@ -41,10 +41,10 @@ def _price(fen: int) -> str:
 
 
 @router.on(intent="film_info")
-async def film_info(actor: Actor, text: str, clock: Clock) -> Reply:
-    films = await find_films(text)
+async def film_info(actor: Actor, text: str, clock: Clock, reference: ReferenceData) -> Reply:
+    films = await reference.find_films(text)
     if not films:
-        return await showtimes(actor, text, clock)
+        return await showtimes(actor, text, clock, reference)
     f = films[0]
     rating = f"⭐{f.rating:g}  " if f.rating else ""
     return Reply.say(
@@ -54,27 +54,29 @@ async def film_info(actor: Actor, text: str, clock: Clock) -> Reply:
 
 
 @router.on(intent="query_showtimes")
-async def showtimes(actor: Actor, text: str, clock: Clock) -> Reply:
-    cinema = await home_cinema(actor.cinema_id)
+async def showtimes(actor: Actor, text: str, clock: Clock, reference: ReferenceData) -> Reply:
+    cinema = await reference.cinema(actor.cinema_id)
     if cinema is None:
         return Reply.say("影城信息还没有配置好，请稍后再试。")
     now = clock.now()
     offset = _day_offset(text)
     day_start = local(now).replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=offset)
     start = max(now, day_start) if offset == 0 else day_start
-    # A cinema day runs past midnight: late shows belong to the evening before.
-    end = day_start + timedelta(days=1, hours=3)
     if "晚" in text:
         start = max(start, day_start.replace(hour=17))
-    films = await find_films(text)
+    films = await reference.find_films(text)
     hall_name = _hall_name(text)
-    shows = await upcoming_showtimes(
-        cinema.id, start, end, [f.id for f in films] or None, limit=200
-    )
-    if hall_name:
-        shows = [s for s in shows if s.hall.name == hall_name]
-        if not await Hall.exists(cinema=cinema, name=hall_name):
-            return Reply.say(f"没有找到{hall_name}，本影城有：" + await _hall_names(cinema.id))
+    if hall_name and hall_name not in {h.name for h in await reference.halls(cinema.id)}:
+        names = "、".join(h.name for h in await reference.halls(cinema.id))
+        return Reply.say(f"没有找到{hall_name}，本影城有：{names}")
+    film_ids = {f.id for f in films}
+    shows = [
+        s
+        for s in await reference.day_schedule(cinema.id, day_start)
+        if s.starts_at >= start
+        and (not film_ids or s.film_id in film_ids)  # type: ignore[attr-defined]
+        and (not hall_name or s.hall.name == hall_name)
+    ]
     day_label = ["今天", "明天", "后天"][offset] if offset < 3 else local(day_start).strftime("%m月%d日")
     if not shows:
         what = "、".join(f.title for f in films) or hall_name or ""
@@ -115,7 +117,3 @@ def _schedule_text(day_label: str, shows: list[Showtime], detailed: bool) -> str
     if not detailed:
         lines.append("想看哪部？告诉我片名可看影厅和票价。")
     return "\n".join(lines)
-
-
-async def _hall_names(cinema_id: int) -> str:
-    return "、".join(h.name for h in await Hall.filter(cinema_id=cinema_id).order_by("id"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from bot.channels import Channel, Inbound
 from bot.replies import Reply
 from bot.router import Actor, Router
-from domain.cinemas import home_cinema
+from handlers.reference import ReferenceData
 from handlers.menu import STAFF_MENU, greeting_text
 
 router = Router(__name__)
@@ -22,8 +22,8 @@ async def refuse_unknown(msg: Inbound) -> Reply | None:
 
 
 @router.on(channel=Channel.WECOM, event="enter_agent", role="employee")
-async def entered(actor: Actor) -> Reply:
-    cinema = await home_cinema(actor.cinema_id)
+async def entered(actor: Actor, reference: ReferenceData) -> Reply:
+    cinema = await reference.cinema(actor.cinema_id)
     return Reply.say(greeting_text(actor, cinema.name if cinema else "影城"), *STAFF_MENU)
 
 

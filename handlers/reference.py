@@ -1,0 +1,72 @@
+"""Reference data that changes rarely (cinemas, films, the day's schedule), cached briefly.
+
+Every chat message about showtimes would otherwise reload the same rows; a
+short TTL keeps replies fresh within a minute of a schedule change while the
+hot path stays off the database.
+"""
+
+from __future__ import annotations
+
+import time
+import unicodedata
+from collections.abc import Awaitable, Callable, Hashable
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+from domain.catalog import Film, Showtime, upcoming_showtimes
+from domain.cinemas import Cinema, Hall, home_cinema
+
+T = TypeVar("T")
+
+
+def normalise_name(s: str) -> str:
+    """Width-, case- and punctuation-insensitive form of a title: 沙丘：第二部 ~ 沙丘第二部."""
+    return "".join(ch for ch in unicodedata.normalize("NFKC", s).lower() if ch.isalnum())
+
+
+class ReferenceData:
+    def __init__(self, ttl: float = 60.0) -> None:
+        self.ttl = ttl
+        self._entries: dict[Hashable, tuple[float, Any]] = {}
+
+    async def _cached(self, key: Hashable, load: Callable[[], Awaitable[T]]) -> T:
+        hit = self._entries.get(key)
+        now = time.monotonic()
+        if hit is not None and hit[0] > now:
+            return hit[1]  # type: ignore[no-any-return]
+        value = await load()
+        self._entries[key] = (now + self.ttl, value)
+        if len(self._entries) > 1024:
+            self._entries = {k: v for k, v in self._entries.items() if v[0] > now}
+        return value
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+    async def cinema(self, cinema_id: int | None) -> Cinema | None:
+        return await self._cached(("cinema", cinema_id), lambda: home_cinema(cinema_id))
+
+    async def halls(self, cinema_id: int) -> list[Hall]:
+        return await self._cached(
+            ("halls", cinema_id), lambda: Hall.filter(cinema_id=cinema_id).order_by("id").all()
+        )
+
+    async def film_names(self) -> list[tuple[Film, list[str]]]:
+        async def load() -> list[tuple[Film, list[str]]]:
+            films = await Film.all().order_by("id")
+            return [(f, [n for n in map(normalise_name, f.names()) if n]) for f in films]
+
+        return await self._cached("films", load)
+
+    async def find_films(self, text: str) -> list[Film]:
+        """Films whose title or an alias appears in ``text``."""
+        needle = normalise_name(text)
+        return [f for f, names in await self.film_names() if any(n in needle for n in names)]
+
+    async def day_schedule(self, cinema_id: int, day_start: datetime) -> list[Showtime]:
+        """All showtimes of a cinema day (it runs until 03:00 the next morning)."""
+        end = day_start + timedelta(days=1, hours=3)
+        return await self._cached(
+            ("day", cinema_id, day_start.isoformat()),
+            lambda: upcoming_showtimes(cinema_id, day_start, end, limit=1000),
+        )
