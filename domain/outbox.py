@@ -84,27 +84,27 @@ async def claim_due(
 ) -> list[OutboundMessage]:
     """Lease up to ``limit`` due messages to ``worker``.
 
-    Each row is taken by a guarded UPDATE (still pending, lease free or lapsed)
+    Each row is taken by a guarded UPDATE (still pending and due, lease free or lapsed)
     whose row count says whether this worker won it: portable across SQLite
     and PostgreSQL, and safe with any number of workers.
     """
     now = now.astimezone(UTC)
     lease_free = Q(claimed_until__isnull=True) | Q(claimed_until__lt=now)
+    claimable = Q(status=OutboundStatus.PENDING, next_attempt_at__lte=now) & lease_free
     candidates = (
-        await OutboundMessage.filter(status=OutboundStatus.PENDING, next_attempt_at__lte=now)
-        .filter(lease_free)
+        await OutboundMessage.filter(claimable)
         .order_by("next_attempt_at", "id")
         .limit(limit)
         .values_list("id", flat=True)
     )
     claimed: list[int] = []
     for message_id in candidates:
-        # Re-checking the condition in the UPDATE makes the claim atomic: of two
-        # workers racing for a row, the second finds the lease already taken.
-        won = await (
-            OutboundMessage.filter(id=message_id, status=OutboundStatus.PENDING)
-            .filter(lease_free)
-            .update(claimed_by=worker, claimed_until=now + lease)
+        # Re-checking the whole condition in the UPDATE makes the claim atomic: of
+        # two workers racing for a row, the second finds the lease already taken —
+        # or the row already sent, or already put back for a later retry (so a
+        # stale candidate list never sends a retry before its backoff is over).
+        won = await OutboundMessage.filter(claimable, id=message_id).update(
+            claimed_by=worker, claimed_until=now + lease
         )
         if won:
             claimed.append(message_id)
