@@ -234,6 +234,7 @@ def _scheduler(demo: bool) -> Cleanup:
 
 async def _background_tasks(app: web.Application) -> AsyncIterator[None]:
     yield
+    await app[ACTORS].drain()
     tasks = set(app[TASKS])
     if tasks:
         log.info("waiting for %d in-flight handler(s)", len(tasks))

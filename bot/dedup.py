@@ -17,6 +17,8 @@ from enum import Enum
 
 import redis.asyncio as aioredis
 
+from bot.redisbatch import CommandBatcher
+
 _PENDING = b"p"
 _DEFERRED = b"d"
 _DONE = b"r:"
@@ -40,6 +42,7 @@ class Deduplicator:
         self.redis = redis
         self.ttl = ttl
         self.lease = lease
+        self._batch = CommandBatcher(redis)
 
     @staticmethod
     def _key(dedup_key: str) -> str:
@@ -47,9 +50,9 @@ class Deduplicator:
 
     async def claim(self, dedup_key: str) -> Claim:
         key = self._key(dedup_key)
-        if await self.redis.set(key, _PENDING, nx=True, ex=self.lease):
+        if await self._batch.execute("SET", key, _PENDING, "NX", "EX", self.lease):
             return Claim(ClaimState.NEW)
-        return self._decode(await self.redis.get(key))
+        return self._decode(await self._batch.execute("GET", key))
 
     @staticmethod
     def _decode(value: bytes | None) -> Claim:
@@ -74,10 +77,12 @@ class Deduplicator:
             await asyncio.sleep(interval)
 
     async def finish(self, dedup_key: str, reply_xml: str) -> None:
-        await self.redis.set(self._key(dedup_key), _DONE + reply_xml.encode("utf-8"), ex=self.ttl)
+        await self._batch.execute(
+            "SET", self._key(dedup_key), _DONE + reply_xml.encode("utf-8"), "EX", self.ttl
+        )
 
     async def defer(self, dedup_key: str) -> None:
-        await self.redis.set(self._key(dedup_key), _DEFERRED, ex=self.ttl)
+        await self._batch.execute("SET", self._key(dedup_key), _DEFERRED, "EX", self.ttl)
 
     async def release(self, dedup_key: str) -> None:
         """Forget a claim whose handling failed before any effect, so a retry may try again."""

@@ -120,6 +120,10 @@ class Route:
 
 
 class Router:
+    # Bumped by every registration or inclusion anywhere, so flattened route lists know
+    # when they are stale.
+    generation = 0
+
     def __init__(self, name: str) -> None:
         self.name = name
         self._routes: list[Route] = []
@@ -175,6 +179,7 @@ class Router:
             )
             name = f"{callback.__module__}.{callback.__qualname__}"
             self._routes.append(Route(callback, tuple(filters), name, params, takes_all))
+            Router.generation += 1
             return callback
 
         return register
@@ -184,6 +189,7 @@ class Router:
             if router is self:
                 raise ValueError("a router cannot include itself")
             self._children.append(router)
+        Router.generation += 1
 
     def routes(self) -> Iterator[Route]:
         yield from self._routes
@@ -233,6 +239,8 @@ class Dispatcher(Router):
         self.understand = understand
         self.deps: dict[str, Any] = deps
         self._on_error = on_error
+        self._flat: list[Route] | None = None
+        self._flat_generation = -1
 
     def check(self) -> None:
         """Fail fast: every handler argument must be something the dispatcher can supply."""
@@ -252,8 +260,16 @@ class Dispatcher(Router):
             update.understanding = await self.understand(inbound.text, actor.role)
         return await self.dispatch(update)
 
+    def _flat_routes(self) -> list[Route]:
+        # Flattened once per change of any router tree (registrations bump a shared
+        # generation), so the hot path walks a plain list.
+        if self._flat is None or self._flat_generation != Router.generation:
+            self._flat = list(self.routes())
+            self._flat_generation = Router.generation
+        return self._flat
+
     async def dispatch(self, update: Update) -> Reply | None:
-        for route in self.routes():
+        for route in self._flat_routes():
             data = route.match(update)
             if data is None:
                 continue

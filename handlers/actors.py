@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from collections import OrderedDict
 
@@ -10,13 +12,19 @@ from bot.clock import Clock
 from bot.router import AUDIENCE, UNKNOWN, Actor
 from domain.people import find_staff, touch_member
 
+log = logging.getLogger(__name__)
+
 
 class ActorDirectory:
     """Resolves actors, with a small in-process cache in front of the database.
 
-    Members never change identity, so they are cached until evicted. Staff
-    roles and deactivations must take effect quickly, so staff entries live
-    for ``staff_ttl`` seconds only.
+    Members never change identity, so they are cached until evicted. A
+    member's first message does not wait for its row to be written: the row is
+    created in the background (a QR code at a hall exit brings dozens of first
+    contacts at once, and none of them should queue behind the others' inserts),
+    so ``Actor.id`` may be None on that first message. Staff roles and
+    deactivations must take effect quickly, so staff entries live for
+    ``staff_ttl`` seconds only.
     """
 
     def __init__(self, clock: Clock, size: int = 50_000, staff_ttl: float = 30.0) -> None:
@@ -24,6 +32,7 @@ class ActorDirectory:
         self.size = size
         self.staff_ttl = staff_ttl
         self._cache: OrderedDict[str, tuple[float, Actor]] = OrderedDict()
+        self._creating: dict[str, asyncio.Task[None]] = {}
 
     async def resolve(self, inbound: Inbound) -> Actor:
         key = f"{inbound.channel}:{inbound.user_id}"
@@ -32,26 +41,47 @@ class ActorDirectory:
             self._cache.move_to_end(key)
             return hit[1]
         if inbound.channel is Channel.WECHAT:
-            member, _ = await touch_member(inbound.user_id, self.clock.now())
-            actor = Actor(role=AUDIENCE, user_id=inbound.user_id, id=member.id, name=member.nickname)
-            expires = 0.0
+            self._remember_member(inbound.user_id, key)
+            return Actor(role=AUDIENCE, user_id=inbound.user_id)
+        staff = await find_staff(inbound.user_id)
+        if staff is None:
+            actor = Actor(role=UNKNOWN, user_id=inbound.user_id)
         else:
-            staff = await find_staff(inbound.user_id)
-            if staff is None:
-                actor = Actor(role=UNKNOWN, user_id=inbound.user_id)
-            else:
-                actor = Actor(
-                    role=str(staff.role),
-                    user_id=staff.userid,
-                    id=staff.id,
-                    cinema_id=staff.cinema_id,  # type: ignore[attr-defined]
-                    name=staff.name,
-                )
-            expires = time.monotonic() + self.staff_ttl
+            actor = Actor(
+                role=str(staff.role),
+                user_id=staff.userid,
+                id=staff.id,
+                cinema_id=staff.cinema_id,  # type: ignore[attr-defined]
+                name=staff.name,
+            )
+        self._store(key, time.monotonic() + self.staff_ttl, actor)
+        return actor
+
+    def _remember_member(self, openid: str, key: str) -> None:
+        if openid in self._creating:
+            return
+
+        async def create() -> None:
+            try:
+                member, _ = await touch_member(openid, self.clock.now())
+                actor = Actor(role=AUDIENCE, user_id=openid, id=member.id, name=member.nickname)
+                self._store(key, 0.0, actor)
+            except Exception:
+                log.exception("could not record a new member")
+            finally:
+                self._creating.pop(openid, None)
+
+        self._creating[openid] = asyncio.create_task(create())
+
+    async def drain(self) -> None:
+        """Wait for member rows still being written (at shutdown, and in tests)."""
+        while self._creating:
+            await asyncio.gather(*list(self._creating.values()), return_exceptions=True)
+
+    def _store(self, key: str, expires: float, actor: Actor) -> None:
         self._cache[key] = (expires, actor)
         if len(self._cache) > self.size:
             self._cache.popitem(last=False)
-        return actor
 
     def forget(self, channel: Channel, user_id: str) -> None:
         self._cache.pop(f"{channel}:{user_id}", None)

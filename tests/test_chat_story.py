@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+
+from bot.app import ACTORS
 from bot.chatclient import event_xml, next_msg_id, render_for_terminal, text_xml
 from domain.people import Member
 
@@ -18,9 +21,15 @@ async def test_an_audience_says_hello_in_safe_mode_and_gets_the_menu(callbacks) 
     assert "[查排片]" in shown and "[转人工]" in shown
 
 
-async def test_first_contact_creates_a_member_once(callbacks) -> None:
-    for text in ("你好", "在吗"):
-        await callbacks.wechat_post(text_xml("gh_demo", OPENID, text, next_msg_id()))
+async def test_first_contact_creates_a_member_once(callbacks, client) -> None:
+    # Two messages at once from someone new: one member row, written in the background.
+    await asyncio.gather(
+        *(callbacks.wechat_post(text_xml("gh_demo", OPENID, t, next_msg_id())) for t in ("你好", "在吗"))
+    )
+    await client.app[ACTORS].drain()
+    assert await Member.filter(openid=OPENID).count() == 1
+    await callbacks.wechat_post(text_xml("gh_demo", OPENID, "帮助", next_msg_id()))
+    await client.app[ACTORS].drain()
     assert await Member.filter(openid=OPENID).count() == 1
 
 

@@ -19,7 +19,7 @@ from bot.channels.security import (
     require_signature,
     sha1_signature,
 )
-from bot.channels.wechat import GARBAGE_ERRORS, parse_xml
+from bot.channels.wechat import GARBAGE_ERRORS, envelope
 from bot.replies import Reply
 
 
@@ -57,13 +57,13 @@ class WeComCodec:
         q = dict(query)
         msg_signature, timestamp, nonce = require_params(q, "msg_signature", "timestamp", "nonce")
         require_fresh(timestamp, now, self.tolerance)
-        envelope = parse_xml(body)
-        encrypt = envelope.get("Encrypt")
+        outer = envelope(body)
+        encrypt = outer.get("Encrypt")
         if not isinstance(encrypt, str) or not encrypt:
             raise CallbackRejected(400, "bad_xml", "no <Encrypt>")
         require_signature(sha1_signature(self.token, timestamp, nonce, encrypt), msg_signature)
         try:
-            plain = self.crypto.decrypt_message(envelope, msg_signature, timestamp, nonce)
+            plain = self.crypto.decrypt_message(outer, msg_signature, timestamp, nonce)
         except InvalidSignatureException:
             raise CallbackRejected(403, "bad_signature") from None
         except InvalidCorpIdException:
