@@ -19,7 +19,6 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from tortoise.connection import get_connection
 
 import domain
-from bot import keywords
 from bot.callbacks import CallbackEndpoint, LateReplySink
 from bot.channels import Inbound
 from bot.channels.wechat import WeChatCodec
@@ -27,6 +26,8 @@ from bot.channels.wecom import WeComCodec
 from bot.clock import Clock, SystemClock
 from bot.dedup import Deduplicator
 from bot.metrics import CONTENT_TYPE_LATEST, Metrics
+from bot.nlu.catalog import FilmEntry
+from bot.nlu.engine import NluEngine
 from bot.replies import Reply
 from bot.router import Dispatcher, Understander
 from bot.sender import ApiTransport, OutboxSender, SenderPolicy
@@ -57,6 +58,8 @@ TASKS = web.AppKey("tasks", set)
 WECHAT = web.AppKey("wechat_endpoint", CallbackEndpoint)
 WECOM = web.AppKey("wecom_endpoint", CallbackEndpoint)
 SENDER = web.AppKey("outbox_sender", OutboxSender)
+NLU = web.AppKey("nlu", NluEngine)
+REFERENCE = web.AppKey("reference", ReferenceData)
 
 Cleanup = Callable[[web.Application], AsyncIterator[None]]
 
@@ -84,7 +87,8 @@ def init_app(
             _database,
             _redis,
             _http_session,
-            _pipeline(understand or keywords.understand, late_reply),
+            _nlu,
+            _pipeline(understand, late_reply),
         ]
     )
     if seed_demo:
@@ -125,18 +129,28 @@ async def _http_session(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
-def _pipeline(understand: Understander, late_reply: LateReplySink | None) -> Cleanup:
+async def _nlu(app: web.Application) -> AsyncIterator[None]:
+    reference = app[REFERENCE] = ReferenceData()
+
+    async def live_films() -> list[FilmEntry]:
+        return [FilmEntry(f.title, tuple(f.aliases)) for f, _ in await reference.film_names()]
+
+    app[NLU] = await NluEngine.load(app[CLOCK], catalog_provider=live_films)
+    yield
+
+
+def _pipeline(understand: Understander | None, late_reply: LateReplySink | None) -> Cleanup:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         settings, clock, metrics = app[SETTINGS], app[CLOCK], app[METRICS]
         actors = ActorDirectory(clock)
         dispatcher = Dispatcher(
             resolve_actor=actors.resolve,
-            understand=understand,
+            understand=understand or app[NLU].understand,
             on_error=lambda name: metrics.handler_errors.labels(name).inc(),
             clock=clock,
             redis=app[REDIS],
             settings=settings,
-            reference=ReferenceData(),
+            reference=app[REFERENCE],
         )
         dispatcher.include(build_router())
         dispatcher.check()

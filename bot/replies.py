@@ -56,5 +56,5 @@ class Reply:
         """For clients without tappable links (WeCom text, terminals)."""
         if not self.buttons:
             return self.text
-        options = "  ".join(f"【{b.label}】" for b in self.buttons)
-        return f"{self.text}\n\n回复：{options}"
+        options = "  ".join(f"【{b.payload}】" for b in self.buttons)
+        return f"{self.text}\n\n直接回复：{options}"

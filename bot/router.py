@@ -56,6 +56,8 @@ class Understanding:
     intent: str
     confidence: float = 1.0
     slots: Mapping[str, Any] = field(default_factory=dict)
+    # For "unknown": the likeliest intents, to offer as choices in a clarifying question.
+    alternatives: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)
@@ -72,7 +74,9 @@ Filter = Callable[[Update], FilterResult]
 HandlerFunc = Callable[..., Awaitable[Reply | None]]
 
 # Names every handler may ask for, whatever the dispatcher's extra dependencies.
-BUILTIN_ARGS = frozenset({"msg", "actor", "update", "intent", "slots", "text"})
+BUILTIN_ARGS = frozenset(
+    {"msg", "actor", "update", "intent", "slots", "text", "understanding"}
+)
 
 
 def _as_set(value: str | Iterable[str] | None) -> frozenset[str] | None:
@@ -281,6 +285,7 @@ class Dispatcher(Router):
                 "text": update.inbound.text,
                 "intent": update.understanding.intent if update.understanding else None,
                 "slots": dict(update.understanding.slots) if update.understanding else {},
+                "understanding": update.understanding,
                 **data,
             }
             try:

@@ -1,73 +1,104 @@
-"""「今天有什么电影」「今晚哪吒2几点」「3号厅下一场几点」: the schedule, for audiences and staff."""
+"""「今天有什么电影」「周六晚上哪吒2几点」「3号厅下一场几点」: the schedule, for audiences and staff.
+
+Dates, times, halls and films come from the NLU slots; a question about a day
+is never silently answered with another day's schedule.
+"""
 
 from __future__ import annotations
 
-import re
 from collections import defaultdict
-from datetime import datetime, timedelta
+from datetime import date, datetime, time, timedelta
+from typing import Any
 
-from bot.clock import Clock, local
+from bot.clock import SHANGHAI, Clock, local
 from bot.replies import Button, Reply
-from bot.router import Actor, Router
+from bot.router import Actor, Router, Update
 from domain.catalog import Film, Showtime
 from handlers.reference import ReferenceData
 
 router = Router(__name__)
 
-_DAY_WORDS = {"今天": 0, "今晚": 0, "明天": 1, "明晚": 1, "后天": 2}
-_HALL = re.compile(r"(IMAX|imax|[1-9一二三四五六七八九])\s*号?厅")
-_CN_DIGITS = {c: str(i) for i, c in enumerate("零一二三四五六七八九")}
-
-
-def _day_offset(text: str) -> int:
-    for word, offset in _DAY_WORDS.items():
-        if word in text:
-            return offset
-    return 0
-
-
-def _hall_name(text: str) -> str | None:
-    m = _HALL.search(text)
-    if not m:
-        return None
-    token = m.group(1)
-    if token.lower() == "imax":
-        return "IMAX厅"
-    return f"{_CN_DIGITS.get(token, token)}号厅"
+WEEKDAYS = "一二三四五六日"
+EVENING = time(17, 0)
 
 
 def _price(fen: int) -> str:
     return f"¥{fen // 100}" if fen % 100 == 0 else f"¥{fen / 100:.2f}"
 
 
+def _hhmm(dt: datetime) -> str:
+    return local(dt).strftime("%H:%M")
+
+
+def day_label(day: date, today: date, evening: bool = False) -> str:
+    offset = (day - today).days
+    if offset == 0:
+        return "今晚" if evening else "今天"
+    if offset == 1:
+        return "明晚" if evening else "明天"
+    if offset == 2:
+        return "后天"
+    return f"{day.month}月{day.day}日（周{WEEKDAYS[day.weekday()]}）"
+
+
+async def _films_named(slots: dict[str, Any], text: str, reference: ReferenceData) -> list[Film]:
+    title = slots.get("film")
+    if title:
+        return [f for f, _ in await reference.film_names() if f.title == title]
+    return await reference.find_films(text)
+
+
 @router.on(intent="film_info")
-async def film_info(actor: Actor, text: str, clock: Clock, reference: ReferenceData) -> Reply:
-    films = await reference.find_films(text)
+async def film_info(
+    actor: Actor, text: str, slots: dict[str, Any], clock: Clock, reference: ReferenceData
+) -> Reply:
+    films = await _films_named(slots, text, reference)
     if not films:
-        return await showtimes(actor, text, clock, reference)
+        return Reply.say(
+            "想了解哪部电影？告诉我片名就行，例如「哪吒2讲什么」。", Button("今天有什么电影")
+        )
     f = films[0]
     rating = f"⭐{f.rating:g}  " if f.rating else ""
     return Reply.say(
-        f"《{f.title}》{rating}{f.duration_min}分钟\n{' / '.join(f.genres)}  {' / '.join(f.formats)}\n{f.synopsis}",
+        f"《{f.title}》{rating}{f.duration_min}分钟\n{' / '.join(f.genres)}  "
+        f"{' / '.join(f.formats)}\n{f.synopsis}",
         Button("看场次", f"{f.title}今天几点"),
     )
 
 
+def _film_without_intent(update: Update) -> bool:
+    u = update.understanding
+    return bool(u and u.intent == "unknown" and not u.alternatives and u.slots.get("film"))
+
+
 @router.on(intent="query_showtimes")
-async def showtimes(actor: Actor, text: str, clock: Clock, reference: ReferenceData) -> Reply:
+@router.on(kind=("text", "voice"), when=_film_without_intent)
+async def showtimes(
+    actor: Actor, text: str, slots: dict[str, Any], clock: Clock, reference: ReferenceData
+) -> Reply:
     cinema = await reference.cinema(actor.cinema_id)
     if cinema is None:
         return Reply.say("影城信息还没有配置好，请稍后再试。")
     now = clock.now()
-    offset = _day_offset(text)
-    day_start = local(now).replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=offset)
-    start = max(now, day_start) if offset == 0 else day_start
-    if "晚" in text:
-        start = max(start, day_start.replace(hour=17))
-    films = await reference.find_films(text)
-    hall_name = _hall_name(text)
-    if hall_name and hall_name not in {h.name for h in await reference.halls(cinema.id)}:
-        names = "、".join(h.name for h in await reference.halls(cinema.id))
+    today = local(now).date()
+    day = date.fromisoformat(slots["date"]) if slots.get("date") else today
+    if day < today:
+        return Reply.say(f"{day.month}月{day.day}日已经过去了，想看哪天的场次？", Button("今天有什么电影"))
+    day_start = datetime.combine(day, time(0), SHANGHAI)
+    start = max(now, day_start)
+    evening = "晚" in text and not slots.get("time")
+    if slots.get("time"):
+        hh, mm = map(int, slots["time"].split(":"))
+        wanted = datetime.combine(day, time(hh, mm), SHANGHAI)
+        # Shows a little before the time asked still count: people round times.
+        start = max(start, wanted - timedelta(minutes=30))
+    elif evening:
+        start = max(start, datetime.combine(day, EVENING, SHANGHAI))
+    films = await _films_named(slots, text, reference)
+    hall_name = slots.get("hall")
+    halls = await reference.halls(cinema.id)
+    if hall_name and hall_name not in {h.name for h in halls}:
+        names = "、".join(h.name for h in halls)
         return Reply.say(f"没有找到{hall_name}，本影城有：{names}")
     film_ids = {f.id for f in films}
     shows = [
@@ -77,30 +108,35 @@ async def showtimes(actor: Actor, text: str, clock: Clock, reference: ReferenceD
         and (not film_ids or s.film_id in film_ids)  # type: ignore[attr-defined]
         and (not hall_name or s.hall.name == hall_name)
     ]
-    day_label = ["今天", "明天", "后天"][offset] if offset < 3 else local(day_start).strftime("%m月%d日")
+    label = day_label(day, today, evening)
+    staff = actor.is_staff
     if not shows:
-        what = "、".join(f.title for f in films) or hall_name or ""
+        what = "、".join(f"《{f.title}》" for f in films) or hall_name or ""
+        later = day + timedelta(days=1)
         return Reply.say(
-            f"{day_label}{what}已经没有可看的场次了。要不要看看明天的？", Button("明天的排片", "明天有什么电影")
+            f"{label}{what}已经没有可看的场次了。",
+            Button(f"看{day_label(later, today)}的", f"{later.month}月{later.day}日有什么电影"),
         )
     if hall_name and not films:
         nxt = shows[0]
+        more = f"\n{label}此后还有 {len(shows) - 1} 场。" if len(shows) > 1 else f"\n这是{label}最后一场。"
         return Reply.say(
             f"{hall_name}下一场：{_hhmm(nxt.starts_at)}《{nxt.film.title}》{nxt.format}，"
-            f"{_hhmm(nxt.ends_at)} 散场。\n{day_label}之后还有 {len(shows) - 1} 场。"
+            f"{_hhmm(nxt.ends_at)} 散场。{more}"
         )
-    return Reply.say(_schedule_text(day_label, shows, detailed=bool(films)), Button("买票"))
+    text_out = _schedule_text(label, shows, detailed=bool(films) or staff)
+    if staff:
+        return Reply.say(text_out)
+    if not films:
+        text_out += "\n想看哪部？告诉我片名可看影厅和票价。"
+    return Reply.say(text_out)
 
 
-def _hhmm(dt: datetime) -> str:
-    return local(dt).strftime("%H:%M")
-
-
-def _schedule_text(day_label: str, shows: list[Showtime], detailed: bool) -> str:
+def _schedule_text(label: str, shows: list[Showtime], detailed: bool) -> str:
     by_film: dict[str, list[Showtime]] = defaultdict(list)
     for s in shows:
         by_film[s.film.title].append(s)
-    lines = [f"🎬 {day_label}的场次："]
+    lines = [f"🎬 {label}的场次："]
     for title, items in by_film.items():
         film: Film = items[0].film
         head = f"《{title}》{film.duration_min}分钟"
@@ -110,10 +146,8 @@ def _schedule_text(day_label: str, shows: list[Showtime], detailed: bool) -> str
         if detailed:
             lines.extend(
                 f"  {_hhmm(s.starts_at)} {s.hall.name} {s.format} {_price(s.base_price_fen)}"
-                for s in items[:8]
+                for s in items[:10]
             )
         else:
-            lines.append("  " + " ".join(_hhmm(s.starts_at) for s in items[:8]))
-    if not detailed:
-        lines.append("想看哪部？告诉我片名可看影厅和票价。")
+            lines.append("  " + " · ".join(f"{_hhmm(s.starts_at)} {s.hall.name}" for s in items[:6]))
     return "\n".join(lines)

@@ -25,6 +25,21 @@ from bot.storage import EmbeddedRedis
 from tests.support import FakeClock
 
 
+@pytest.fixture(scope="session", autouse=True)
+def nlu_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """One trained intent model per test run, shared by every app and subprocess."""
+    path = tmp_path_factory.mktemp("nlu-cache")
+    previous = os.environ.get("CINEBOT_NLU_CACHE")
+    os.environ["CINEBOT_NLU_CACHE"] = str(path)
+    try:
+        yield path
+    finally:
+        if previous is None:
+            os.environ.pop("CINEBOT_NLU_CACHE", None)
+        else:
+            os.environ["CINEBOT_NLU_CACHE"] = previous
+
+
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     url = os.environ.get("CINEBOT_TEST_REDIS_URL")

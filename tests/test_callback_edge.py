@@ -19,7 +19,6 @@ import xmltodict
 from wechatpy.crypto import WeChatCrypto
 from wechatpy.crypto.base import WeChatCipher
 
-from bot import keywords
 from bot.chatclient import WeChatSigner, WeComSigner, event_xml, next_msg_id, text_xml
 from bot.router import Understanding
 from bot.settings import Settings
@@ -417,7 +416,9 @@ def counting_understander() -> tuple[list[str], Callable[[str, str], Any]]:
 
     async def understand(text: str, role: str) -> Understanding:
         heard.append(text)
-        return await keywords.understand(text, role)
+        if "电影" in text:
+            return Understanding("query_showtimes")
+        return Understanding("greeting" if "你好" in text else "help")
 
     return heard, understand
 

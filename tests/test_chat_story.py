@@ -18,7 +18,7 @@ async def test_an_audience_says_hello_in_safe_mode_and_gets_the_menu(callbacks) 
     assert reply["ToUserName"] == OPENID and reply["FromUserName"] == "gh_demo"
     shown = render_for_terminal(reply)
     assert "cinebot 示例影城" in shown
-    assert "[查排片]" in shown and "[转人工]" in shown
+    assert "[查排片]" in shown and "[人工服务]" in shown
 
 
 async def test_first_contact_creates_a_member_once(callbacks, client) -> None:

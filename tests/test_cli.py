@@ -71,7 +71,7 @@ async def test_a_manager_adds_a_new_engineer_who_can_then_use_the_bot_until_remo
     await asyncio.sleep(0.25)  # the cached "unknown" lapses
     answer = await say(callbacks, "newguy", "你好")
     assert REFUSED not in answer
-    assert "新人工程师你好" in answer
+    assert "新人，你好" in answer
 
     code, out, _ = await run("staff", "remove", "newguy")
     assert code == 0 and "已停用员工 newguy" in out

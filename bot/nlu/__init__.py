@@ -1,0 +1,1 @@
+"""Understanding Chinese chat: normalisation, film catalog, slots, intent classifier."""
