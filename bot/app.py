@@ -135,7 +135,9 @@ async def _nlu(app: web.Application) -> AsyncIterator[None]:
     async def live_films() -> list[FilmEntry]:
         return [FilmEntry(f.title, tuple(f.aliases)) for f, _ in await reference.film_names()]
 
+    started = time.perf_counter()
     app[NLU] = await NluEngine.load(app[CLOCK], catalog_provider=live_films)
+    log.info("intent model ready", extra={"seconds": round(time.perf_counter() - started, 2)})
     yield
 
 

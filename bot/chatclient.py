@@ -135,6 +135,20 @@ _LINK = re.compile(r'<a href="weixin://bizmsgmenu\?msgmenucontent=([^&"]*)&amp;m
 _LINK_RAW = re.compile(r'<a href="weixin://bizmsgmenu\?msgmenucontent=([^&"]*)&msgmenuid=\d+">([^<]*)</a>')
 
 
+def reply_buttons(reply: dict[str, Any] | None) -> dict[str, str]:
+    """The tappable options of a reply: label → the text a tap sends."""
+    if not reply:
+        return {}
+    content = str(reply.get("Content", ""))
+    found: dict[str, str] = {}
+    for pattern in (_LINK, _LINK_RAW):
+        for payload, label in pattern.findall(content):
+            found[html.unescape(label)] = html.unescape(payload)
+    for payload in re.findall(r"【([^】]+)】", content):  # WeCom: options to type
+        found.setdefault(payload, payload)
+    return found
+
+
 def render_for_terminal(reply: dict[str, Any] | None) -> str:
     """A reply as a person would see it in WeChat: tappable links become [buttons]."""
     if reply is None:
@@ -162,6 +176,7 @@ class ChatSession:
         self.encrypted = encrypted
         self.wechat = WeChatSigner(settings)
         self.wecom = WeComSigner(settings)
+        self.last_buttons: dict[str, str] = {}
 
     async def send_text(self, http: aiohttp.ClientSession, text: str) -> dict[str, Any] | None:
         if self.staff:
@@ -191,7 +206,9 @@ class ChatSession:
             if resp.status != 200:
                 raise RuntimeError(f"server answered {resp.status}: {text[:200]}")
         signer = self.wecom if self.staff else self.wechat
-        return signer.open_reply(text, req.params)
+        reply = signer.open_reply(text, req.params)
+        self.last_buttons = reply_buttons(reply)
+        return reply
 
 
 HELP = """输入文字即可发送。特殊命令：
@@ -199,7 +216,7 @@ HELP = """输入文字即可发送。特殊命令：
   /scan 场景       已关注用户扫码（SCAN 事件）
   /qr 内容         用扫一扫扫描二维码（scancode_waitmsg 事件）
   /enter           打开企业微信应用（enter_agent，仅 --staff）
-  /click 按键      点击最近一张卡片上的按钮（企业微信）或菜单按键
+  /click 选项      点击上一条回复里的选项（如 /click 查排片），或最近一张卡片上的按钮
   /quit            退出
 机器人稍后主动发来的消息（客服消息、卡片）会实时显示在这里。"""
 
@@ -367,6 +384,8 @@ async def _send_line(
     if command == "/enter":
         return await session.send_event(http, "enter_agent", "")
     if command == "/click":
+        if arg in session.last_buttons:  # an option of the last reply: a tap sends its text
+            return await session.send_text(http, session.last_buttons[arg])
         if session.staff and watcher.last_card:
             fields = await watcher.click(http, arg)
             if fields is not None:

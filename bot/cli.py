@@ -232,8 +232,9 @@ def cmd_nlu(args: argparse.Namespace) -> int:
         import time
 
         started = time.perf_counter()
-        _, trained = load_or_train(retrain=True)
-        print(f"意图模型已训练并缓存（{time.perf_counter() - started:.1f} 秒）。" if trained else "")
+        print("正在训练意图模型……", file=sys.stderr)
+        load_or_train(retrain=True)
+        print(f"意图模型已训练并缓存（{time.perf_counter() - started:.1f} 秒）。")
         return 0
     try:
         now = parse_time(args.now, clock.now())

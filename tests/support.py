@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import os
 import secrets
+import sys
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -56,3 +60,22 @@ async def read_metric(client: Any, sample: str, **labels: str) -> float:
     resp = await client.get("/metrics")
     assert resp.status == 200
     return metric_value(await resp.text(), sample, **labels)
+
+
+def cinebot_command() -> list[str]:
+    script = Path(sys.executable).with_name("cinebot")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "bot.cli"]
+
+
+async def cinebot(
+    *args: str, database_url: str, redis_url: str, cwd: Path
+) -> tuple[int, str, str]:
+    """Run the real `cinebot` command in its own process, as an operator would."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CINEBOT_")}
+    env.update(CINEBOT_DATABASE_URL=database_url, CINEBOT_REDIS_URL=redis_url)
+    proc = await asyncio.create_subprocess_exec(
+        *cinebot_command(), *args, cwd=cwd, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    return proc.returncode or 0, out.decode(), err.decode()

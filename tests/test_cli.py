@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,27 +17,9 @@ from bot.chatclient import next_msg_id, text_xml
 from bot.cli import main
 from domain.audit import AuditLog
 from domain.people import Staff
+from tests.support import cinebot, cinebot_command
 
 REFUSED = "还没有开通"
-
-
-def _cinebot_command() -> list[str]:
-    script = Path(sys.executable).with_name("cinebot")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "bot.cli"]
-
-
-async def cinebot(
-    *args: str, database_url: str, redis_url: str, cwd: Path
-) -> tuple[int, str, str]:
-    """Run the real `cinebot` command in its own process, as an operator would."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CINEBOT_")}
-    env.update(CINEBOT_DATABASE_URL=database_url, CINEBOT_REDIS_URL=redis_url)
-    proc = await asyncio.create_subprocess_exec(
-        *_cinebot_command(), *args, cwd=cwd, env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), 60)
-    return proc.returncode or 0, out.decode(), err.decode()
 
 
 async def say(callbacks: Any, userid: str, text: str) -> str:
@@ -168,7 +149,7 @@ def test_a_bad_setting_stops_the_long_running_commands_before_they_start(
     env = {k: v for k, v in os.environ.items() if not k.startswith("CINEBOT_")}
     env.update(CINEBOT_DATABASE_URL=database_url, CINEBOT_WECOM_AGENT_ID="abc")
     result = subprocess.run(
-        [*_cinebot_command(), *command], cwd=tmp_path, env=env,
+        [*cinebot_command(), *command], cwd=tmp_path, env=env,
         capture_output=True, text=True, timeout=30,
     )
     assert result.returncode == 2

@@ -16,8 +16,6 @@ may be sent (leases, backoff, dead letters) step a ``FakeClock`` and call
 from __future__ import annotations
 
 import asyncio
-import os
-import sys
 import time
 import uuid
 from collections import Counter
@@ -41,7 +39,7 @@ from bot.storage import open_database
 from bot.wxapi import WeChatApi, WeComApi
 from domain import outbox
 from domain.outbox import OutboundMessage, OutboundStatus
-from tests.support import FakeClock
+from tests.support import FakeClock, cinebot
 
 APPID = "wx5c1ne6b0tdem0001"
 CORP = "ww5c1ne6b0tdem0001"
@@ -541,25 +539,6 @@ async def test_a_reply_that_misses_the_budget_arrives_once_as_a_customer_service
 
 
 # --- 7. the operator's view: `cinebot outbox` ---------------------------------------------------
-
-
-def _cinebot_command() -> list[str]:
-    script = Path(sys.executable).with_name("cinebot")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "bot.cli"]
-
-
-async def cinebot(
-    *args: str, database_url: str, redis_url: str, cwd: Path
-) -> tuple[int, str, str]:
-    """Run the real `cinebot` command in its own process, as an operator would."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CINEBOT_")}
-    env.update(CINEBOT_DATABASE_URL=database_url, CINEBOT_REDIS_URL=redis_url)
-    proc = await asyncio.create_subprocess_exec(
-        *_cinebot_command(), *args, cwd=cwd, env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), 60)
-    return proc.returncode or 0, out.decode(), err.decode()
 
 
 async def test_an_operator_lists_dead_letters_and_sends_them_again(

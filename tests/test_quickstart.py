@@ -118,3 +118,8 @@ async def test_a_card_pushed_to_staff_shows_up_in_chat_and_its_button_can_be_cli
         reply = await session.post(http, card_event_xml(fields))
         # No feature claims work-order buttons yet: the staff member is told plainly.
         assert "卡片已失效" in render_for_terminal(reply)
+
+
+def test_clicking_an_option_of_the_last_reply_sends_its_text(server: str) -> None:
+    out = _chat(server, "--say", "你好", "--say", "/click 影城地址")
+    assert "地址：上海市徐汇区" in out

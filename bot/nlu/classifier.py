@@ -220,6 +220,7 @@ def load_or_train(
                 return model, False
         except Exception:
             log.warning("cached NLU model unreadable; retraining", exc_info=True)
+    log.info("training the intent model (first start with this corpus; takes a little while)")
     model = IntentClassifier().fit(load_examples(train_path))
     cache_dir.mkdir(parents=True, exist_ok=True)
     # Write-then-rename: processes starting together never read a half-written model.
