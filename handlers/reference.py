@@ -40,6 +40,16 @@ class ReferenceData:
             self._entries = {k: v for k, v in self._entries.items() if v[0] > now}
         return value
 
+    def rendered(self, key: Hashable, build: Callable[[], str]) -> str:
+        """Text built from cached rows, itself cached as long as they are."""
+        hit = self._entries.get(("text", key))
+        now = time.monotonic()
+        if hit is not None and hit[0] > now:
+            return hit[1]  # type: ignore[no-any-return]
+        value = build()
+        self._entries[("text", key)] = (now + self.ttl, value)
+        return value
+
     def clear(self) -> None:
         self._entries.clear()
 

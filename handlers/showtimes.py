@@ -124,7 +124,11 @@ async def showtimes(
             f"{hall_name}下一场：{_hhmm(nxt.starts_at)}《{nxt.film.title}》{nxt.format}，"
             f"{_hhmm(nxt.ends_at)} 散场。{more}"
         )
-    text_out = _schedule_text(label, shows, detailed=bool(films) or staff)
+    detailed = bool(films) or staff
+    text_out = reference.rendered(
+        ("schedule", label, detailed, tuple(s.id for s in shows)),
+        lambda: _schedule_text(label, shows, detailed),
+    )
     if staff:
         return Reply.say(text_out)
     if not films:

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
-from bot.clock import Clock
+from bot.clock import SHANGHAI, Clock
 from bot.nlu.catalog import DEFAULT_FILMS, FilmCatalog, FilmEntry
 from bot.nlu.classifier import IntentClassifier, load_or_train
 from bot.nlu.slots import extract_slots
@@ -38,6 +40,10 @@ class NluEngine:
         self.catalog_provider = catalog_provider
         self.catalog_ttl = catalog_ttl
         self._catalog_loaded = 0.0
+        # Button taps send the same few texts over and over; slots depend only on the
+        # text, the role, the local day and the catalog, so an answer can be reused.
+        self._recent: OrderedDict[tuple[str, str, date, int], Understanding] = OrderedDict()
+        self._recent_size = 4096
 
     @classmethod
     async def load(
@@ -49,6 +55,7 @@ class NluEngine:
     def set_catalog(self, catalog: FilmCatalog) -> None:
         self.catalog = catalog
         self.classifier.catalog = catalog
+        self._recent.clear()
 
     async def _refresh_catalog(self) -> None:
         if self.catalog_provider is None:
@@ -74,11 +81,20 @@ class NluEngine:
 
     async def understand(self, text: str, role: str) -> Understanding:
         await self._refresh_catalog()
+        now = self.clock.now()
+        key = (text, role, now.astimezone(SHANGHAI).date(), id(self.catalog))
+        hit = self._recent.get(key)
+        if hit is not None:
+            self._recent.move_to_end(key)
+            return hit
         prediction = self.classifier.predict(text, role)
-        slots = extract_slots(text, self.clock.now(), self.catalog)
-        return Understanding(
+        understanding = Understanding(
             intent=prediction.intent,
             confidence=float(prediction.confidence),
-            slots=slots,
+            slots=MappingProxyType(extract_slots(text, now, self.catalog)),
             alternatives=prediction.alternatives,
         )
+        self._recent[key] = understanding
+        if len(self._recent) > self._recent_size:
+            self._recent.popitem(last=False)
+        return understanding
