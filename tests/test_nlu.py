@@ -146,3 +146,19 @@ def test_fast_scoring_gives_exactly_scikit_learns_probabilities() -> None:
     )
     for row, e in zip(expected, sample, strict=True):
         assert np.allclose(ours.probabilities(e.text, e.role), row, atol=1e-9)
+
+
+async def test_a_repeated_text_is_understood_once_a_day_and_relative_dates_move_on(
+    model: IntentClassifier,
+) -> None:
+    clock = FakeClock()  # Saturday 2026-11-21, Shanghai
+    engine = NluEngine(model, clock)
+    first = await engine.understand("明天有什么电影", "audience")
+    assert await engine.understand("明天有什么电影", "audience") is first
+    assert first.slots["date"] == "2026-11-22"
+    clock.advance(days=1)
+    later = await engine.understand("明天有什么电影", "audience")
+    assert later.slots["date"] == "2026-11-23"
+    staff = await engine.understand("收到", "staff")
+    assert staff.intent == "task_ack"
+    assert (await engine.understand("收到", "audience")).intent != "task_ack"
