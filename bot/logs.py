@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 # WeChat openids are 28 characters (o + 27), unionids similar; WeCom open_userid longer.
 # ASCII boundaries, not \b: in Python's Unicode regex Chinese characters are word
-# characters, so \b would miss the openid in "用户oXXXX…发来消息".
+# characters, so \b would miss the openid in "用户o12345…发来消息".
 _OPENID = re.compile(
     r"(?<![A-Za-z0-9_-])(o[A-Za-z0-9_-]{5})[A-Za-z0-9_-]{16,}([A-Za-z0-9_-]{4})(?![A-Za-z0-9_-])"
 )

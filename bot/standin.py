@@ -25,7 +25,7 @@ Behaviour worth knowing (close to the real platforms, simplified):
   ``invaliduser`` (errcode 81013 if all recipients are invalid).
 - Content rules: a customer-service ``news`` message may carry one article
   (45008), text must not be empty (44004), image messages need a media_id this
-  stand-in issued (40007), WeCom bodies must be UTF-8 JSON without ``\\uXXXX``
+  stand-in issued (40007), WeCom bodies must be UTF-8 JSON without ``\\uNNNN``
   escapes (40033), WeCom text ≤ 2048 bytes (45002).
 - Template cards: interactive cards need a valid task_id unique per app
   (42014); sending one returns a ``response_code`` (valid 72 h).
@@ -114,7 +114,7 @@ WECOM_TYPES = frozenset(
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".gif")
 MAX_IMAGE_BYTES = 10 * 1024 * 1024
 TASK_ID = re.compile(r"[0-9A-Za-z_\-@]{1,128}")
-# A \uXXXX escape not itself escaped: what json.dumps(ensure_ascii=True) produces.
+# A \uNNNN escape not itself escaped: what json.dumps(ensure_ascii=True) produces.
 UNICODE_ESCAPE = re.compile(rb"(?<!\\)(?:\\\\)*\\u[0-9a-fA-F]{4}")
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 

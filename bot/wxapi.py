@@ -94,7 +94,7 @@ class ApiError(Exception):
 
 # --- HTTP plumbing -----------------------------------------------------------------------------
 
-# Both platforms want UTF-8 JSON: WeCom rejects \uXXXX escapes (errcode 40033) and
+# Both platforms want UTF-8 JSON: WeCom rejects \uNNNN escapes (errcode 40033) and
 # WeChat has shown them verbatim to users, so never send json.dumps' ASCII default.
 _JSON_HEADERS = {"Content-Type": "application/json; charset=utf-8"}
 
