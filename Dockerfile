@@ -34,7 +34,8 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     CINEBOT_DATABASE_URL=sqlite:///data/cinebot.sqlite3 \
-    CINEBOT_EMBEDDED_REDIS_PATH=/data/cinebot-redis.rdb
+    CINEBOT_EMBEDDED_REDIS_PATH=/data/cinebot-redis.rdb \
+    CINEBOT_NLU_CACHE=/opt/cinebot-nlu
 
 RUN groupadd --system --gid 10001 cinebot \
  && useradd --system --uid 10001 --gid cinebot --create-home --home-dir /home/cinebot \
@@ -43,6 +44,8 @@ RUN groupadd --system --gid 10001 cinebot \
  && chown cinebot:cinebot /data
 
 COPY --from=builder /opt/venv /opt/venv
+# Train the intent model into the image, so containers start in about a second.
+RUN cinebot nlu train && chmod -R a+rX /opt/cinebot-nlu
 
 USER cinebot
 WORKDIR /home/cinebot
