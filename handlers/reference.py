@@ -29,26 +29,32 @@ class ReferenceData:
         self.ttl = ttl
         self._entries: dict[Hashable, tuple[float, Any]] = {}
 
-    async def _cached(self, key: Hashable, load: Callable[[], Awaitable[T]]) -> T:
+    def _fresh(self, key: Hashable) -> tuple[bool, Any]:
         hit = self._entries.get(key)
+        if hit is not None and hit[0] > time.monotonic():
+            return True, hit[1]
+        return False, None
+
+    def _store(self, key: Hashable, value: Any) -> None:
         now = time.monotonic()
-        if hit is not None and hit[0] > now:
-            return hit[1]  # type: ignore[no-any-return]
-        value = await load()
         self._entries[key] = (now + self.ttl, value)
         if len(self._entries) > 1024:
             self._entries = {k: v for k, v in self._entries.items() if v[0] > now}
-        return value
+
+    async def _cached(self, key: Hashable, load: Callable[[], Awaitable[T]]) -> T:
+        found, value = self._fresh(key)
+        if not found:
+            value = await load()
+            self._store(key, value)
+        return value  # type: ignore[no-any-return]
 
     def rendered(self, key: Hashable, build: Callable[[], str]) -> str:
         """Text built from cached rows, itself cached as long as they are."""
-        hit = self._entries.get(("text", key))
-        now = time.monotonic()
-        if hit is not None and hit[0] > now:
-            return hit[1]  # type: ignore[no-any-return]
-        value = build()
-        self._entries[("text", key)] = (now + self.ttl, value)
-        return value
+        found, value = self._fresh(("text", key))
+        if not found:
+            value = build()
+            self._store(("text", key), value)
+        return value  # type: ignore[no-any-return]
 
     def clear(self) -> None:
         self._entries.clear()

@@ -64,6 +64,15 @@ def parse_xml(body: bytes | str) -> dict[str, Any]:
     return xml
 
 
+def render_articles(articles: Any, reply: Reply) -> str:
+    """A passive news reply (both platforms): at most 8 articles."""
+    for a in reply.articles[:8]:
+        articles.add_article(
+            {"title": a.title, "description": a.description, "image": a.image, "url": a.url}
+        )
+    return str(articles.render())
+
+
 class WeChatCodec:
     channel = Channel.WECHAT
 
@@ -120,12 +129,7 @@ class WeChatCodec:
         """The passive reply XML (plaintext)."""
         common = {"source": inbound.to, "target": inbound.user_id}
         if reply.articles:
-            articles = ArticlesReply(**common)
-            for a in reply.articles[:8]:
-                articles.add_article(
-                    {"title": a.title, "description": a.description, "image": a.image, "url": a.url}
-                )
-            return articles.render()
+            return render_articles(ArticlesReply(**common), reply)
         return TextReply(content=reply.render_wechat_text(), **common).render()
 
     def encode(self, xml: str, encrypted: bool, nonce: str, timestamp: int) -> str:

@@ -19,7 +19,7 @@ from bot.channels.security import (
     require_signature,
     sha1_signature,
 )
-from bot.channels.wechat import GARBAGE_ERRORS, envelope
+from bot.channels.wechat import GARBAGE_ERRORS, envelope, render_articles
 from bot.replies import Reply
 
 
@@ -81,12 +81,7 @@ class WeComCodec:
     def render(self, reply: Reply, inbound: Inbound) -> str:
         common = {"source": inbound.to, "target": inbound.user_id, "agent": inbound.agent_id}
         if reply.articles:
-            articles = ArticlesReply(**common)
-            for a in reply.articles[:8]:
-                articles.add_article(
-                    {"title": a.title, "description": a.description, "image": a.image, "url": a.url}
-                )
-            return articles.render()
+            return render_articles(ArticlesReply(**common), reply)
         return TextReply(content=reply.render_plain_text(), **common).render()
 
     def encode(self, xml: str, encrypted: bool, nonce: str, timestamp: int) -> str:
