@@ -307,7 +307,7 @@ def test_check_accepts_builtins_filter_data_and_dependencies() -> None:
     @d.on(button="menu")
     async def everything_known(
         msg: Inbound, actor: Actor, update: object, intent: str, slots: dict[str, Any],
-        text: str, button_args: list[str], scene_args: list[str],
+        text: str, button_args: list[str], scene_args: list[str], dialog: object,
         clock: object, redis: object, settings: object,
     ) -> None:
         return None
