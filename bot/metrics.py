@@ -50,6 +50,12 @@ class Metrics:
         self.handler_errors = Counter(
             "cinebot_handler_errors_total", "Handlers that raised", ["handler"], registry=r
         )
+        self.pay_notifies = Counter(
+            "cinebot_pay_notifies_total",
+            "Payment notifies, by outcome (issued, duplicate, rejected, refused, ...)",
+            ["outcome"],
+            registry=r,
+        )
         self.deferred = Counter(
             "cinebot_replies_deferred_total",
             "Replies that overran the handler budget and went out asynchronously",

@@ -50,6 +50,9 @@ class Settings:
     wechat_token: str = DEMO_WECHAT_TOKEN
     wechat_aes_key: str = DEMO_WECHAT_AES_KEY
     wechat_api_base: str = "https://api.weixin.qq.com"
+    # The mini-program's own credentials: its logins (jscode2session) use these, not the OA's.
+    miniprogram_appid: str = "wx5cinebotdemo0mp"
+    miniprogram_secret: str = "cinebot-demo-miniprogram-secret"
     wecom_corp_id: str = DEMO_WECOM_CORP_ID
     wecom_agent_id: int = 1000002
     wecom_secret: str = "cinebot-demo-wecom-secret"
@@ -69,6 +72,15 @@ class Settings:
     # How long a message id stays remembered for retry detection.
     dedup_ttl: int = 600
     timezone: str = "Asia/Shanghai"
+    # Payments: "sandbox" (the demo's own bank, keys made at first start) or "wechatpay".
+    pay_mode: str = "sandbox"
+    wechatpay_mchid: str = "1900000001"
+    wechatpay_serial: str = ""  # the merchant certificate's serial number
+    wechatpay_private_key: str = ""  # path to the merchant's apiclient_key.pem
+    wechatpay_apiv3_key: str = ""
+    wechatpay_public_key: str = ""  # path to WeChat Pay's public key (or platform certificate)
+    wechatpay_public_key_id: str = ""  # PUB_KEY_ID_… (or the certificate's serial)
+    wechatpay_api_base: str = "https://api.mch.weixin.qq.com"
 
     @property
     def is_sqlite(self) -> bool:
@@ -154,6 +166,21 @@ class Settings:
                 f"{PREFIX}HANDLER_BUDGET: must be between 0.1 and 4.8 seconds "
                 "(WeChat retries after 5 s)"
             )
+        if self.pay_mode not in ("sandbox", "wechatpay"):
+            problems.append(f"{PREFIX}PAY_MODE: expected sandbox or wechatpay")
+        elif self.pay_mode == "wechatpay":
+            for name in (
+                "wechatpay_serial", "wechatpay_private_key", "wechatpay_apiv3_key",
+                "wechatpay_public_key", "wechatpay_public_key_id",
+            ):
+                if not getattr(self, name):
+                    problems.append(f"{PREFIX}{name.upper()}: required when PAY_MODE=wechatpay")
+            for name in ("wechatpay_private_key", "wechatpay_public_key"):
+                path = getattr(self, name)
+                if path and not Path(path).is_file():
+                    problems.append(f"{PREFIX}{name.upper()}: no such file {path!r}")
+            if self.wechatpay_apiv3_key and len(self.wechatpay_apiv3_key.encode()) != 32:
+                problems.append(f"{PREFIX}WECHATPAY_APIV3_KEY: must be 32 bytes")
         if self.log_format not in ("json", "text"):
             problems.append(f"{PREFIX}LOG_FORMAT: expected json or text")
         return problems
@@ -161,12 +188,14 @@ class Settings:
 
 _SECRET_FIELDS = {
     "wechat_secret",
+    "miniprogram_secret",
     "wechat_token",
     "wechat_aes_key",
     "wecom_secret",
     "wecom_token",
     "wecom_aes_key",
     "secret_key",
+    "wechatpay_apiv3_key",
 }
 
 

@@ -160,6 +160,9 @@ class EmbeddedRedis:
         self._server = None
 
 
+REDIS_MAX_CONNECTIONS = 200
+
+
 @asynccontextmanager
 async def open_redis(redis_url: str | None, embedded_path: str) -> AsyncIterator[aioredis.Redis]:
     embedded: EmbeddedRedis | None = None
@@ -167,7 +170,12 @@ async def open_redis(redis_url: str | None, embedded_path: str) -> AsyncIterator
         embedded = EmbeddedRedis(embedded_path)
         redis_url = await asyncio.to_thread(embedded.start)
         log.info("started embedded redis", extra={"redis_path": embedded.db_path})
-    client = aioredis.Redis.from_url(redis_url, decode_responses=False)
+    # A burst (a popular show going on sale) may want more connections than the pool
+    # holds: callers queue for one (up to 5 s) rather than fail.
+    pool = aioredis.BlockingConnectionPool.from_url(
+        redis_url, decode_responses=False, max_connections=REDIS_MAX_CONNECTIONS, timeout=5
+    )
+    client = aioredis.Redis.from_pool(pool)
     try:
         await client.ping()
         yield client

@@ -7,6 +7,9 @@ MODEL_MODULES = [
     "domain.devices",
     "domain.outbox",
     "domain.audit",
+    "domain.orders",
+    "domain.promotions",
+    "domain.keys",
 ]
 MIGRATIONS = "domain.migrations"
 

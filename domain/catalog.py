@@ -45,6 +45,7 @@ class Showtime(Model):
     ends_at = fields.DatetimeField()
     format = fields.CharField(max_length=8, default="2D")
     base_price_fen = fields.IntField()  # money in fen: no floating point near prices
+    cancelled_at = fields.DatetimeField(null=True)  # a cancelled show sells nothing and is refunded
 
     class Meta:
         table = "showtime"
@@ -75,7 +76,10 @@ async def upcoming_showtimes(
 ) -> list[Showtime]:
     # SQLite compares stored timestamps as text: always query in UTC, as they are stored.
     query = Showtime.filter(
-        cinema_id=cinema_id, starts_at__gte=start.astimezone(UTC), starts_at__lt=end.astimezone(UTC)
+        cinema_id=cinema_id,
+        starts_at__gte=start.astimezone(UTC),
+        starts_at__lt=end.astimezone(UTC),
+        cancelled_at=None,
     )
     if film_ids:
         query = query.filter(film_id__in=film_ids)

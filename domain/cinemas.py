@@ -29,6 +29,14 @@ class Cinema(Model):
     longitude = fields.FloatField(null=True)
     opens_at = fields.CharField(max_length=5, default="09:00")
     closes_at = fields.CharField(max_length=5, default="02:00")
+    # Ticketing policy, per cinema.
+    hold_minutes = fields.IntField(default=10)
+    refund_cutoff_minutes = fields.IntField(default=30)  # no refund later than this before start
+    change_cutoff_minutes = fields.IntField(default=30)
+    changes_enabled = fields.BooleanField(default=True)
+    monthly_refund_quota = fields.IntField(default=3)  # refunds + changes per member a month
+    max_seats_per_showtime = fields.IntField(default=6)  # per buyer
+    max_seats_per_order = fields.IntField(default=10)
     created_at = fields.DatetimeField(auto_now_add=True)
 
     class Meta:
