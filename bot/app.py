@@ -25,18 +25,24 @@ from bot.channels.wechat import WeChatCodec
 from bot.channels.wecom import WeComCodec
 from bot.clock import Clock, SystemClock
 from bot.dedup import Deduplicator
+from bot.dialog import DialogStore
 from bot.metrics import CONTENT_TYPE_LATEST, Metrics
 from bot.nlu.catalog import FilmEntry
 from bot.nlu.engine import NluEngine
 from bot.replies import Reply
 from bot.router import Dispatcher, Understander
+from bot.seatlocks import SeatInventory, Sold
 from bot.sender import ApiTransport, OutboxSender, SenderPolicy
 from bot.settings import Settings
 from bot.storage import open_database, open_redis
 from bot.wxapi import WeChatApi, WeComApi
 from domain import demo as demo_data
-from domain import outbox
+from domain import outbox, ticketing
 from handlers import build_router
+from handlers import api as ticket_api
+from handlers import pages
+from handlers.payments import Payments
+from handlers.ticket_messages import TicketMessages
 from handlers.actors import ActorDirectory
 from handlers.late_replies import LateReplies
 from handlers.reference import ReferenceData
@@ -60,6 +66,8 @@ WECOM = web.AppKey("wecom_endpoint", CallbackEndpoint)
 SENDER = web.AppKey("outbox_sender", OutboxSender)
 NLU = web.AppKey("nlu", NluEngine)
 REFERENCE = web.AppKey("reference", ReferenceData)
+INVENTORY = web.AppKey("inventory", SeatInventory)
+PAYMENTS = web.AppKey("payments", Payments)
 
 Cleanup = Callable[[web.Application], AsyncIterator[None]]
 
@@ -88,6 +96,7 @@ def init_app(
             _redis,
             _http_session,
             _nlu,
+            _ticketing,
             _pipeline(understand, late_reply),
         ]
     )
@@ -104,6 +113,8 @@ def init_app(
     app.router.add_post("/wechat/callback", _endpoint_view(WECHAT, "post"))
     app.router.add_get("/wecom/callback", _endpoint_view(WECOM, "get"))
     app.router.add_post("/wecom/callback", _endpoint_view(WECOM, "post"))
+    ticket_api.add_routes(app)
+    pages.add_routes(app)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics_view)
     return app
@@ -141,6 +152,38 @@ async def _nlu(app: web.Application) -> AsyncIterator[None]:
     yield
 
 
+async def _load_sold(showtime_id: int) -> Sold:
+    seats, per_owner = await ticketing.sold_seats(showtime_id)
+    return Sold(seats, per_owner)
+
+
+async def _ticketing(app: web.Application) -> AsyncIterator[None]:
+    settings, clock = app[SETTINGS], app[CLOCK]
+    app[INVENTORY] = inventory = SeatInventory(app[REDIS], _load_sold)
+    app[PAYMENTS] = payments = await Payments.open(app[HTTP], settings, clock)
+    metrics = app[METRICS]
+
+    def wake() -> None:
+        sender = app.get(SENDER)
+        if sender is not None:
+            sender.wake()
+
+    app[ticket_api.API] = ticket_api.ApiContext(
+        clock=clock,
+        inventory=inventory,
+        payments=payments,
+        notify=TicketMessages(settings.public_url, clock),
+        wechat=WeChatApi.from_settings(app[HTTP], app[REDIS], settings),
+        secret_key=settings.secret_key,
+        public_url=settings.public_url,
+        miniprogram_appid=settings.miniprogram_appid,
+        miniprogram_secret=settings.miniprogram_secret,
+        metrics_notify=lambda outcome: metrics.pay_notifies.labels(outcome).inc(),
+        wake_sender=wake,
+    )
+    yield
+
+
 def _pipeline(understand: Understander | None, late_reply: LateReplySink | None) -> Cleanup:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         settings, clock, metrics = app[SETTINGS], app[CLOCK], app[METRICS]
@@ -153,6 +196,10 @@ def _pipeline(understand: Understander | None, late_reply: LateReplySink | None)
             redis=app[REDIS],
             settings=settings,
             reference=app[REFERENCE],
+            inventory=app[INVENTORY],
+            payments=app[PAYMENTS],
+            tickets=app[ticket_api.API],
+            dialogs=DialogStore(app[REDIS], clock),
         )
         dispatcher.include(build_router())
         dispatcher.check()
@@ -236,7 +283,12 @@ async def _seed_demo(app: web.Application) -> AsyncIterator[None]:
 
 def _scheduler(demo: bool) -> Cleanup:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
-        job_ctx = JobContext(clock=app[CLOCK], locks=LeaderLocks(app[REDIS]))
+        job_ctx = JobContext(
+            clock=app[CLOCK],
+            locks=LeaderLocks(app[REDIS]),
+            inventory=app[INVENTORY],
+            gateway=app[PAYMENTS],
+        )
         scheduler = build_scheduler(job_ctx, demo=demo)
         scheduler.start()
         app[SCHEDULER] = scheduler

@@ -149,6 +149,16 @@ def reply_buttons(reply: dict[str, Any] | None) -> dict[str, str]:
     return found
 
 
+# A web link in a text message (pay page, e-ticket): shown as "label <url>".
+_HREF = re.compile(r'<a href="(https?://[^"]+)">([^<]*)</a>')
+
+
+def reply_links(reply: dict[str, Any] | None) -> list[str]:
+    if not reply:
+        return []
+    return [html.unescape(url) for url, _ in _HREF.findall(str(reply.get("Content", "")))]
+
+
 def render_for_terminal(reply: dict[str, Any] | None) -> str:
     """A reply as a person would see it in WeChat: tappable links become [buttons]."""
     if reply is None:
@@ -160,7 +170,7 @@ def render_for_terminal(reply: dict[str, Any] | None) -> str:
     content = str(reply.get("Content", ""))
     for pattern in (_LINK, _LINK_RAW):
         content = pattern.sub(lambda m: f"[{html.unescape(m.group(2))}]", content)
-    return content
+    return _HREF.sub(lambda m: f"{html.unescape(m.group(2))} <{html.unescape(m.group(1))}>", content)
 
 
 class ChatSession:
@@ -177,6 +187,7 @@ class ChatSession:
         self.wechat = WeChatSigner(settings)
         self.wecom = WeComSigner(settings)
         self.last_buttons: dict[str, str] = {}
+        self.links: list[str] = []  # web links received (pay pages, e-tickets), oldest first
 
     async def send_text(self, http: aiohttp.ClientSession, text: str) -> dict[str, Any] | None:
         if self.staff:
@@ -208,6 +219,7 @@ class ChatSession:
         signer = self.wecom if self.staff else self.wechat
         reply = signer.open_reply(text, req.params)
         self.last_buttons = reply_buttons(reply)
+        self.links.extend(reply_links(reply))
         return reply
 
 
@@ -216,6 +228,7 @@ HELP = """输入文字即可发送。特殊命令：
   /scan 场景       已关注用户扫码（SCAN 事件）
   /qr 内容         用扫一扫扫描二维码（scancode_waitmsg 事件）
   /enter           打开企业微信应用（enter_agent，仅 --staff）
+  /pay             打开最近的支付链接并付款（演示沙箱）
   /click 选项      点击上一条回复里的选项（如 /click 查排片），或最近一张卡片上的按钮
   /quit            退出
 机器人稍后主动发来的消息（客服消息、卡片）会实时显示在这里。"""
@@ -364,6 +377,19 @@ async def run_chat(settings: Settings, args: Any) -> int:
                 poller.cancel()
 
 
+async def _sandbox_pay(session: ChatSession, http: aiohttp.ClientSession) -> dict[str, Any] | None:
+    """What a buyer does on the pay page of the demo's sandbox bank: press 确认支付."""
+    links = [url for url in session.links if "/pay/" in url]
+    if not links:
+        raise RuntimeError("还没有收到支付链接：先买票并回复「确认」")
+    async with http.post(links[-1], allow_redirects=True) as resp:
+        page = await resp.text()
+    if resp.status >= 400:
+        raise RuntimeError(f"支付失败（{resp.status}）：{re.sub(r'<[^>]+>', ' ', page)[:120].strip()}")
+    done = "已支付" in page
+    return {"MsgType": "text", "Content": "（沙箱）支付成功，电子票稍后发来。" if done else "（沙箱）已提交支付。"}
+
+
 async def _send_line(
     session: ChatSession, watcher: StandinWatcher, http: aiohttp.ClientSession, line: str
 ) -> dict[str, Any] | None:
@@ -383,6 +409,8 @@ async def _send_line(
         return await session.send_event(http, "scancode_waitmsg", "scan", extra=info)
     if command == "/enter":
         return await session.send_event(http, "enter_agent", "")
+    if command == "/pay":
+        return await _sandbox_pay(session, http)
     if command == "/click":
         if arg in session.last_buttons:  # an option of the last reply: a tap sends its text
             return await session.send_text(http, session.last_buttons[arg])

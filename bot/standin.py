@@ -18,6 +18,11 @@ Behaviour worth knowing (close to the real platforms, simplified):
   corp+secret while valid. Any appid/secret is accepted. Presenting a token:
   missing → 41001, expired → 42001, unknown or revoked → 40001 (WeChat) /
   40014 (WeCom).
+- Mini-program login: ``GET /sns/jscode2session`` accepts only the demo
+  mini-program's appid and secret (``Settings`` defaults; wrong appid → 40013,
+  wrong secret → 40125). A ``js_code`` ``test-<rest>`` logs in as openid
+  ``mp-<rest>``; any other code → 40029; a code used before → 40163 ("code
+  been used"), as on the real platform, where each code works once.
 - Recipients with special prefixes fail on purpose: WeChat ``o_out_of_window…``
   → 45015 (customer-service 48 h window), ``o_unsubscribed…`` → 43004
   (43101 for subscribe messages), ``o_no_subscription…`` → 43101,
@@ -68,6 +73,8 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
+
+from bot.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -171,6 +178,9 @@ class StandinState:
     cards: dict[tuple[str, int, str], JsonDict] = field(default_factory=dict)
     codes: dict[str, IssuedCode] = field(default_factory=dict)
     faults: deque[str] = field(default_factory=deque)
+    miniprogram_appid: str = Settings().miniprogram_appid
+    miniprogram_secret: str = Settings().miniprogram_secret
+    used_codes: set[str] = field(default_factory=set)  # mini-program login codes spent
     _seq: int = 0
 
     def __post_init__(self) -> None:
@@ -184,6 +194,7 @@ class StandinState:
             items.clear()
         self.expired.clear()
         self.faults.clear()
+        self.used_codes.clear()
         self._seq = 0
 
     def random_id(self, length: int = 32) -> str:
@@ -435,6 +446,34 @@ async def gettoken(state: StandinState, call: Call) -> JsonDict:
         state.current[key] = token.value
     remaining = int(token.expires_at - time.time())
     return {**OK, "access_token": token.value, "expires_in": remaining}
+
+
+# --- mini-program login -----------------------------------------------------------------------
+
+
+@api("sns/jscode2session", [WECHAT], needs_token=False, json_body=False)
+async def jscode2session(state: StandinState, call: Call) -> JsonDict:
+    q = call.request.query
+    if q.get("grant_type") != "authorization_code":
+        return _err(40002, "invalid grant_type")
+    if not q.get("appid"):
+        return _err(41002, "appid missing")
+    if q["appid"] != state.miniprogram_appid:
+        return _err(40013, "invalid appid")
+    if not q.get("secret"):
+        return _err(41004, "appsecret missing")
+    if q["secret"] != state.miniprogram_secret:
+        return _err(40125, "invalid appsecret")
+    code = q.get("js_code", "")
+    if not code:
+        return _err(41008, "missing code")
+    if code in state.used_codes:
+        return _err(40163, "code been used")
+    rest = code[len("test-") :] if code.startswith("test-") else ""
+    if not rest:
+        return _err(40029, "invalid code")
+    state.used_codes.add(code)
+    return {"openid": f"mp-{rest}", "session_key": state.random_id(24)}
 
 
 # --- WeChat messages ---------------------------------------------------------------------------
@@ -1158,6 +1197,7 @@ def build_standin_app(
     r.add_post("/cgi-bin/stable_token", stable_token)
     r.add_get("/cgi-bin/token", classic_token)
     r.add_get("/cgi-bin/gettoken", gettoken)
+    r.add_get("/sns/jscode2session", jscode2session)
     r.add_post("/cgi-bin/message/custom/send", custom_send)
     r.add_post("/cgi-bin/message/template/send", template_send)
     r.add_post("/cgi-bin/message/subscribe/send", subscribe_send)

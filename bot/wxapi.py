@@ -474,6 +474,28 @@ class WeChatApi(_Client):
         answer = await self._call("media/upload", form=form, params={"type": "image"})
         return str(answer["media_id"])
 
+    async def jscode2session(self, appid: str, secret: str, js_code: str) -> JsonDict:
+        """A mini-program login: the ``code`` from ``wx.login`` → ``openid`` and ``session_key``.
+
+        Takes the mini-program's own appid and secret (not this client's), needs no
+        access token, and is answered once per code: a reused code is errcode 40163,
+        a wrong or expired one 40029. The answer holds ``session_key``, which must
+        stay on the server and out of the logs.
+        """
+        endpoint = "sns/jscode2session"
+        params = {
+            "appid": appid,
+            "secret": secret,
+            "js_code": js_code,
+            "grant_type": "authorization_code",
+        }
+        answer = await request_json(
+            self.http, "GET", f"{self.base_url}/{endpoint}", endpoint=endpoint, params=params
+        )
+        if not isinstance(answer.get("openid"), str) or not answer["openid"]:
+            raise ApiError(None, "login answer without openid", endpoint=endpoint)
+        return answer
+
 
 def _data_fields(data: Mapping[str, Any]) -> JsonDict:
     """``{"thing1": "3号厅"}`` → ``{"thing1": {"value": "3号厅"}}``; dicts pass unchanged."""

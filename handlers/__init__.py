@@ -8,9 +8,11 @@ from bot.router import Router
 
 
 def build_router() -> Router:
-    from handlers import events, menu, showtimes, staff
+    from handlers import checkin, events, menu, showtimes, staff, tickets
 
     root = Router("handlers")
     # Order matters: the first matching route handles a message.
-    root.include(staff.router, events.router, showtimes.router, menu.router)
+    root.include(
+        staff.router, checkin.router, tickets.router, events.router, showtimes.router, menu.router
+    )
     return root

@@ -6,15 +6,23 @@ get a plain "not yet" and the phone number, never a button that leads nowhere.
 
 from __future__ import annotations
 
+from bot.channels import Inbound
+from bot.clock import Clock
+from bot.logs import mask_phone, short_openid
 from bot.replies import Button, Reply
 from bot.router import Actor, Router, Understanding
+from bot.settings import Settings
 from domain.cinemas import Cinema
+from domain.outbox import enqueue
+from domain.people import Member, Staff, StaffRole
 from handlers.reference import ReferenceData
 
 router = Router(__name__)
 
 AUDIENCE_MENU = (
+    Button("买票", "我要买票"),
     Button("查排片", "今天有什么电影"),
+    Button("我的票", "我的电影票"),
     Button("今晚场次", "今晚有什么电影"),
     Button("影城地址", "影城在哪里"),
     Button("人工服务", "转人工"),
@@ -26,10 +34,6 @@ STAFF_MENU = (
 
 # Conversations still being built: say so plainly instead of pretending.
 COMING_SOON = {
-    "buy_ticket": "在线选座购票",
-    "refund": "退票",
-    "change_ticket": "改签",
-    "my_tickets": "查看电子票",
     "report_fault": "报修",
     "complaint": "投诉",
     "feedback": "评价",
@@ -70,9 +74,46 @@ def _contact(cinema: Cinema | None) -> str:
 
 
 @router.on(intent="human", role="audience")
-async def human(actor: Actor, reference: ReferenceData) -> Reply:
+async def human(
+    actor: Actor, msg: Inbound, clock: Clock, reference: ReferenceData, settings: Settings
+) -> Reply:
+    """「转人工」 always reaches a person: the cinema's managers (else any staff) get a WeCom
+    message at once, and the audience is told how else to reach us."""
     cinema = await reference.cinema(actor.cinema_id)
-    return Reply.say("目前还不能在这里直接转接人工客服，抱歉～\n" + _contact(cinema))
+    if cinema is None:
+        return Reply.say("抱歉，影城信息还没有配置好。请到服务台找工作人员。")
+    reached = await hand_off(cinema, actor.user_id, msg.text, clock, settings.wecom_agent_id)
+    if reached:
+        return Reply.say(
+            "已通知影城值班同事，会尽快联系您 🙏 请稍候，也可以直接留言说明情况。\n" + _contact(cinema)
+        )
+    return Reply.say("现在没有同事在线，抱歉～\n" + _contact(cinema))
+
+
+async def hand_off(cinema: Cinema, openid: str, text: str, clock: Clock, agent_id: int) -> int:
+    """Tell the people who can help; once per user per ten minutes however often they ask."""
+    staff = await Staff.filter(cinema_id=cinema.id, active=True, role=StaffRole.MANAGER)
+    if not staff:
+        staff = await Staff.filter(cinema_id=cinema.id, active=True)
+    now = clock.now()
+    member = await Member.get_or_none(openid=openid)
+    who = f"顾客 {short_openid(openid)}"
+    if member is not None and member.phone:
+        who += f"（{mask_phone(member.phone)}）"
+    bucket = int(now.timestamp()) // 600
+    for person in staff:
+        await enqueue(
+            channel="wecom",
+            recipient=person.userid,
+            payload={
+                "msgtype": "text",
+                "agentid": agent_id,
+                "text": {"content": f"🙋 {who} 在公众号请求人工服务：「{text[:100]}」\n请尽快联系。"},
+            },
+            idempotency_key=f"handoff:{openid}:{bucket}:{person.userid}",
+            now=now,
+        )
+    return len(staff)
 
 
 @router.on(intent="directions")

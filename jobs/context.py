@@ -1,4 +1,5 @@
-"""What a job gets: a clock and the leader locks — a typed bundle, not the whole app."""
+"""What a job gets: a clock, the leader locks and the services it acts through — a typed
+bundle, not the whole app."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from domain.ticketing import Gateway, Inventory
 from jobs.locks import LeaderLocks
 
 
@@ -17,3 +19,5 @@ class Clock(Protocol):
 class JobContext:
     clock: Clock
     locks: LeaderLocks
+    inventory: Inventory | None = None
+    gateway: Gateway | None = None

@@ -7,7 +7,7 @@ import logging
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from jobs import schedule
+from jobs import holds, schedule
 from jobs.context import JobContext
 
 log = logging.getLogger(__name__)
@@ -15,6 +15,7 @@ log = logging.getLogger(__name__)
 
 def build_scheduler(ctx: JobContext, demo: bool) -> AsyncIOScheduler:
     scheduler = AsyncIOScheduler(timezone="Asia/Shanghai")
+    holds.register(scheduler, ctx)
     if demo:
         schedule.register(scheduler, ctx)
     return scheduler
