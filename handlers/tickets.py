@@ -24,6 +24,7 @@ from domain.pricing import format_fen
 from domain.seating import render_map
 from domain.ticketing import Buyer, TicketingError, seat_names
 from handlers.api.context import ApiContext
+from handlers.api.picker import picker_url
 from handlers.reference import ReferenceData
 from handlers.ticket_messages import ticket_url
 
@@ -255,6 +256,7 @@ async def _offer_text(order: Order, show: Showtime, tickets: ApiContext, now: da
     plan, states, mine = await ticketing.house(tickets.inventory, show, now, order.openid)
     seat_map = render_map(plan, states, set(order.seats))
     quote = order.quote
+    picker = picker_url(tickets, order.openid, show.id)
     lines = [
         f"《{show.film.title}》{_day(show.starts_at, local(now).date())} {_hhmm(show.starts_at)} "
         f"{show.hall.name} {show.format}",
@@ -264,6 +266,7 @@ async def _offer_text(order: Order, show: Showtime, tickets: ApiContext, now: da
         f"（至{_hhmm(order.expires_at)}），确认后去支付。",
         "",
         seat_map,
+        f'想自己挑？<a href="{picker}">打开选座页</a>',
     ]
     return Reply.say("\n".join(lines), *OFFER_BUTTONS)
 

@@ -165,3 +165,51 @@ async def test_staff_scan_the_e_ticket_at_the_door_once(callbacks, client, clock
     assert "无效票码" in forged[1]["Content"]
     await ticket.refresh_from_db()
     assert ticket.checked_in_by == "staff01"
+
+
+async def test_a_request_without_a_time_offers_the_shows_as_buttons(callbacks, clock) -> None:
+    asked = await say(callbacks, "我想买两张沙丘2的票")
+    assert "选一场" in asked and "msgmenucontent=" in asked
+    first_choice = re.search(r"msgmenucontent=([^&]+)&", asked).group(1)
+    offer = await say(callbacks, first_choice)
+    assert "座位：" in offer
+    order = await Order.get(openid=OPENID)
+    assert order.state == OrderState.HELD and len(order.seats) == 2
+
+
+async def test_two_shows_at_the_same_time_are_offered_as_buttons_not_guessed(callbacks, clock) -> None:
+    show = await _evening_show("沙丘", clock)
+    other_hall = await Showtime.filter(starts_at=show.starts_at).exclude(hall_id=show.hall_id).first()
+    if other_hall is None:
+        from domain.cinemas import Hall
+        hall = await Hall.filter(cinema_id=show.cinema_id).exclude(id=show.hall_id).first()
+        await Showtime.create(
+            cinema_id=show.cinema_id, hall=hall, film_id=show.film_id, starts_at=show.starts_at,
+            ends_at=show.ends_at, format="2D", base_price_fen=4500,
+        )
+    else:
+        other_hall.film_id = show.film_id
+        await other_hall.save()
+    when = show.starts_at.astimezone(SHANGHAI)
+    asked = await say(callbacks, f"买两张明天{when:%H:%M}沙丘2")
+    assert asked.count(f"{when:%H:%M}") >= 2 and "选一场" in asked
+    assert not await Order.exists(openid=OPENID)
+
+
+async def test_an_unnamed_film_is_asked_for_with_buttons(callbacks) -> None:
+    asked = await say(callbacks, "我要买票")
+    assert "想看哪部电影" in asked and "msgmenucontent=" in asked
+
+
+async def test_a_forgotten_offer_expires_and_confirm_then_does_nothing(callbacks, clock) -> None:
+    show = await _evening_show("沙丘", clock)
+    when = show.starts_at.astimezone(SHANGHAI)
+    await say(callbacks, f"买1张明天{when:%H:%M}沙丘2")
+    clock.advance(minutes=15)
+    late = await say(callbacks, "确认")
+    assert "点此支付" not in late
+    order = await Order.get(openid=OPENID)
+    assert order.state == OrderState.HELD  # the expiry job moves it; nothing was bought
+    # The seats are free again for someone else.
+    other = await say(callbacks, f"买1张明天{when:%H:%M}沙丘2", openid="oCineBotOtherBuyer0000000002")
+    assert "座位：" in other
