@@ -93,11 +93,13 @@ class TicketMessages:
             return {"msgtype": "news", "news": {"articles": [article]}}
         if event in ("refunded", "payment_refunded"):
             amount = format_fen(info.get("amount_fen", order.paid_fen))
-            why = REASONS.get(info.get("reason", ""), "")
-            text = f"💰 退款 {amount} 已发起，将原路退回（1–3个工作日到账）。\n{show_line(showtime)}"
-            if why:
-                text += f"\n原因：{why}。"
-            if info.get("reason") == "showtime_cancelled":
-                text = f"抱歉，{show_line(showtime)} 已取消。\n" + text + "\n可以回复「买票」选择其他场次。"
+            reason = info.get("reason", "")
+            money = f"💰 退款 {amount} 已发起，将原路退回（1–3个工作日到账）。"
+            if reason == "showtime_cancelled":
+                text = f"抱歉，{show_line(showtime)} 已取消。\n{money}\n可以回复「买票」选择其他场次。"
+            else:
+                text = f"{money}\n{show_line(showtime)}"
+                if REASONS.get(reason):
+                    text += f"\n原因：{REASONS[reason]}。"
             return {"msgtype": "text", "text": {"content": text}}
         return None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from bot.app import ACTORS
+from bot.settings import Settings
 from bot.channels.inbound import Channel
 from bot.chatclient import next_msg_id, text_xml
 from bot.cli import main
@@ -154,3 +156,34 @@ def test_a_bad_setting_stops_the_long_running_commands_before_they_start(
     )
     assert result.returncode == 2
     assert "CINEBOT_WECOM_AGENT_ID" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_gate_scanner_token_is_minted_only_for_active_staff(
+    cli_env: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bot import tokens
+
+    assert main(["demo"]) == 0
+    capsys.readouterr()
+    assert main(["staff", "token", "staff01"]) == 0
+    token = capsys.readouterr().out.strip()
+    assert tokens.verify(Settings().secret_key, "staff", token, now=time.time()) == "staff01"
+    assert main(["staff", "token", "nobody"]) == 1
+    assert "没有找到在职员工 nobody" in capsys.readouterr().err
+
+
+def test_a_manager_lists_the_shows_of_a_day_and_cancels_one(
+    cli_env: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["demo"]) == 0
+    capsys.readouterr()
+    assert main(["showtime", "list"]) == 0
+    listing = capsys.readouterr().out
+    first_id = int(listing.split()[0])
+    assert "《" in listing and "笔订单" in listing
+    assert main(["showtime", "cancel", str(first_id)]) == 0
+    assert f"已取消场次 {first_id}" in capsys.readouterr().out
+    assert main(["showtime", "cancel", str(first_id)]) == 0
+    assert "已经取消过了" in capsys.readouterr().out
+    assert main(["showtime", "list"]) == 0
+    assert "已取消" in capsys.readouterr().out
