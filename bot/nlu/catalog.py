@@ -23,11 +23,15 @@ Everywhere a name may not sit inside a longer Latin word or number (dune2x,
 流浪地球22), may not run across a sentence break (沙丘，2张) unless names in the
 catalog use that mark, and a name made only of numerals (八百) may not be followed
 by a measure word (八百块). A name of two characters is not a place (长安街).
+
+Slot extraction falls back, when all of this finds nothing, on jieba's words
+(``bot.nlu.tokenizer``: typos in short names, other spellings of a part number).
 """
 
 from __future__ import annotations
 
 import re
+from bisect import bisect_left
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -74,7 +78,13 @@ _SEQUEL = re.compile(
 
 def _key(name: str) -> str:
     """The compact, digit-folded form a name is compared in."""
-    return "".join(ch for ch in normalise(name) if ch.isalnum()).translate(_FOLD)
+    return fold_key(normalise(name))
+
+
+def fold_key(norm: str) -> str:
+    """``_key`` of text that is already normalised: letters and digits only, single
+    Chinese digits folded to ASCII (one character for one)."""
+    return "".join(ch for ch in norm if ch.isalnum()).translate(_FOLD)
 
 
 def _sequel(key: str) -> tuple[str, int] | None:
@@ -87,6 +97,11 @@ def _sequel(key: str) -> tuple[str, int] | None:
     if not n or len(m.group("base")) < 2:
         return None
     return m.group("base"), n
+
+
+def sequel_parts(key: str) -> tuple[str, int] | None:
+    """(base, part number) of a name's key that ends in a sequel number, else None."""
+    return _sequel(key)
 
 
 def _sequel_spellings(key: str) -> list[str]:
@@ -249,6 +264,39 @@ class FilmCatalog:
 
     def __len__(self) -> int:
         return len(self._films)
+
+    def entries(self) -> tuple[FilmEntry, ...]:
+        """The films, cleaned up, in order: two catalogs with equal entries match alike."""
+        return tuple(self._films)
+
+    def names(self) -> list[str]:
+        """Every title and alias as written, titles first (for the tokenizer's dictionary)."""
+        return [name for film in self._films for name in (film.title, *film.aliases)]
+
+    def name_keys(self) -> list[tuple[str, str, bool]]:
+        """(key, canonical title, is_base) for every name the exact tiers know:
+        titles, aliases, their sequel spellings, and bare sequel bases (is_base)."""
+        return [(k, t, False) for k, t in self._exact.items()] + [
+            (k, t, True) for k, t in self._bases.items()
+        ]
+
+    @property
+    def breaks(self) -> frozenset[str]:
+        """The punctuation a name may not run across in this catalog."""
+        return frozenset(self._breaks)
+
+    def span_fits(self, norm: str, start: int, end: int) -> bool:
+        """Whether ``norm[start:end]`` may stand as a name of its own: the context
+        rules of ``match`` (not inside a longer Latin word or number, no sentence
+        break, 八百块 is a price, 长安街 a place)."""
+        positions = [i for i, ch in enumerate(norm) if ch.isalnum()]
+        cs, ce = bisect_left(positions, start), bisect_left(positions, end)
+        return ce > cs and self._fits(norm, positions, cs, ce)
+
+    def other_part_follows(self, norm: str, end: int) -> bool:
+        """Whether a bare sequel base ending at ``end`` is followed by another part's
+        number (流浪地球1): then it does not name the film that is showing."""
+        return _names_other_part(norm, end)
 
     def match(self, text: str) -> tuple[str, int, int] | None:
         """(canonical title, start, end) of the film named in ``normalise(text)``, or None."""

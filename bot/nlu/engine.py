@@ -16,6 +16,7 @@ from types import MappingProxyType
 from typing import Any
 
 from bot.clock import SHANGHAI, Clock
+from bot.nlu import tokenizer
 from bot.nlu.catalog import DEFAULT_FILMS, FilmCatalog, FilmEntry
 from bot.nlu.classifier import IntentClassifier, load_or_train
 from bot.nlu.slots import extract_slots
@@ -37,6 +38,9 @@ class NluEngine:
         self.clock = clock
         self.catalog = catalog or FilmCatalog(DEFAULT_FILMS)
         self.classifier.catalog = self.catalog
+        # jieba's dictionary (~0.7 s, ~70 MB, once per process) loads in the
+        # background; the first message that needs its words waits for it.
+        tokenizer.warm_up()
         self.catalog_provider = catalog_provider
         self.catalog_ttl = catalog_ttl
         self._catalog_loaded = 0.0

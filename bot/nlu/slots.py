@@ -6,8 +6,10 @@ converted only inside a pattern (两张, 五排六座, 三号厅, 八点半, 十
 across the sentence, so 八佰, 十面埋伏 and 长安三万里 stay words.
 
 Order matters, and each stage blanks what it used (same length, so positions
-hold): the film title first (its numerals never leak: 流浪地球2 is no count), then
-halls (3号厅 is no date), seats (5排6号 is no date), dates, times, ratings, counts.
+hold): the film title first (its numerals never leak: 流浪地球2 is no count; the
+catalog's own scan, then — only when that finds nothing — the fuzzy fallback over
+jieba tokens in ``bot.nlu.tokenizer``), then halls (3号厅 is no date), seats (5排6号
+is no date), dates, times, ratings, counts.
 
 Dates and times are read in Asia/Shanghai, relative to ``now``:
 
@@ -47,6 +49,7 @@ from zoneinfo import ZoneInfo
 
 from bot.nlu.catalog import FilmCatalog
 from bot.nlu.normalise import normalise
+from bot.nlu.tokenizer import fuzzy_film
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
@@ -579,6 +582,8 @@ def extract_slots(text: str, now: datetime, catalog: FilmCatalog) -> dict[str, A
     s = norm
 
     film = catalog.match_normalised(norm)
+    if film is None:
+        film = fuzzy_film(norm, catalog)  # jieba's words: typos and other sequel spellings
     if film is not None:
         slots["film"] = film[0]
         s = _blank(s, film[1], _title_end(norm, film[1], film[2]))
