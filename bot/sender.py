@@ -49,7 +49,9 @@ class OutboxStore(Protocol):
         self, worker: str, now: datetime, lease: timedelta, limit: int = 20
     ) -> Sequence[Message]: ...
 
-    async def mark_sent(self, message: Message, worker: str, now: datetime) -> bool: ...
+    async def mark_sent(
+        self, message: Message, worker: str, now: datetime, response: dict[str, Any] | None = None
+    ) -> bool: ...
 
     async def mark_retry(
         self, message: Message, worker: str, error: str, next_attempt: datetime, max_attempts: int
@@ -59,8 +61,11 @@ class OutboxStore(Protocol):
 
 
 class Transport(Protocol):
-    async def deliver(self, channel: str, recipient: str, payload: dict[str, Any]) -> None:
-        """Send one message; raise :class:`DeliveryError` when it did not go out."""
+    async def deliver(
+        self, channel: str, recipient: str, payload: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        """Send one message; raise :class:`DeliveryError` when it did not go out. May return
+        what a later step needs from the answer (e.g. a card's ``response_code``)."""
         ...
 
 
@@ -156,7 +161,7 @@ class OutboxSender:
     async def _deliver(self, message: Message) -> None:
         payload = dict(message.payload)
         try:
-            await self.transport.deliver(message.channel, message.recipient, payload)
+            kept = await self.transport.deliver(message.channel, message.recipient, payload)
         except DeliveryError as exc:
             if exc.permanent:
                 await self.store.mark_failed(message, self.worker, exc.reason)
@@ -189,7 +194,12 @@ class OutboxSender:
                 self.policy.max_attempts,
             )
             return
-        if not await self.store.mark_sent(message, self.worker, self.clock.now()):
+        sent = (
+            self.store.mark_sent(message, self.worker, self.clock.now(), kept)
+            if kept
+            else self.store.mark_sent(message, self.worker, self.clock.now())
+        )
+        if not await sent:
             log.warning(
                 "outbound message was sent after its lease lapsed; another worker may send it too",
                 extra={"outbound_id": message.id},
@@ -203,7 +213,9 @@ class ApiTransport:
         self.wechat = wechat
         self.wecom = wecom
 
-    async def deliver(self, channel: str, recipient: str, payload: dict[str, Any]) -> None:
+    async def deliver(
+        self, channel: str, recipient: str, payload: dict[str, Any]
+    ) -> dict[str, Any] | None:
         from bot.wxapi import ApiError
 
         try:
@@ -215,13 +227,24 @@ class ApiTransport:
                     await self.wechat.send_template(recipient, **payload)
                 else:
                     await self.wechat.send_custom(recipient, payload)
+            elif channel == "wecom" and payload.get("kind") == "update_card":
+                # Change a card already on people's phones (recipient: one of them).
+                await self.wecom.update_template_card(
+                    payload.get("userids") or [recipient],
+                    payload["response_code"],
+                    button_replace_name=payload.get("button_replace_name"),
+                    template_card=payload.get("template_card"),
+                )
             elif channel == "wecom":
                 answer = await self.wecom.send([recipient], payload)
                 invalid = str(answer.get("invaliduser") or "")
                 if recipient in invalid.split("|"):
                     raise DeliveryError(f"WeCom user {recipient} is invalid", permanent=True)
+                if answer.get("response_code"):
+                    return {"response_code": answer["response_code"]}
             else:
                 raise DeliveryError(f"unknown channel {channel!r}", permanent=True)
         except ApiError as exc:
             # A token error that survived the client's own refresh-and-retry is worth a later try.
             raise DeliveryError(str(exc), permanent=exc.permanent) from None
+        return None

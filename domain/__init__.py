@@ -10,6 +10,7 @@ MODEL_MODULES = [
     "domain.orders",
     "domain.promotions",
     "domain.keys",
+    "domain.workorders",
 ]
 MIGRATIONS = "domain.migrations"
 

@@ -42,6 +42,8 @@ class OutboundMessage(Model):
     # A worker's lease on the row while it sends; an expired lease means the worker died.
     claimed_by = fields.CharField(max_length=64, null=True)
     claimed_until = fields.DatetimeField(null=True)
+    # What the API answered that a later step needs, e.g. a WeCom card's response_code.
+    response = fields.JSONField(null=True)
 
     class Meta:
         table = "outbound_message"
@@ -121,10 +123,13 @@ async def _finish(message: OutboundMessage, worker: str, **changes: Any) -> bool
     return bool(updated)
 
 
-async def mark_sent(message: OutboundMessage, worker: str, now: datetime) -> bool:
-    return await _finish(
-        message, worker, status=OutboundStatus.SENT, sent_at=now, attempts=message.attempts + 1
-    )
+async def mark_sent(
+    message: OutboundMessage, worker: str, now: datetime, response: dict[str, Any] | None = None
+) -> bool:
+    changes: dict[str, Any] = {"status": OutboundStatus.SENT, "sent_at": now, "attempts": message.attempts + 1}
+    if response:
+        changes["response"] = response
+    return await _finish(message, worker, **changes)
 
 
 async def mark_retry(
