@@ -213,3 +213,14 @@ async def test_a_forgotten_offer_expires_and_confirm_then_does_nothing(callbacks
     # The seats are free again for someone else.
     other = await say(callbacks, f"买1张明天{when:%H:%M}沙丘2", openid="oCineBotOtherBuyer0000000002")
     assert "座位：" in other
+
+
+async def test_a_half_finished_purchase_is_forgotten_after_its_timeout(callbacks, clock) -> None:
+    asked = await say(callbacks, "我要买票")
+    assert "想看哪部电影" in asked
+    prompt = await say(callbacks, "沙丘2")  # inside the form: the film fills it, count is asked
+    assert "几张" in prompt
+    clock.advance(minutes=11)
+    later = await say(callbacks, "2张")
+    assert "座位：" not in later and "《沙丘" not in later  # the form is gone: no purchase
+    assert not await Order.exists(openid=OPENID)
