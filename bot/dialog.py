@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Protocol
 
 from bot.replies import Reply
+from bot.redisbatch import CommandBatcher
 
 log = logging.getLogger(__name__)
 
@@ -150,13 +151,15 @@ class DialogStore:
     def __init__(self, redis: Any, clock: _Clock) -> None:
         self.redis = redis
         self.clock = clock
+        # Every message reads its sender's state: batched with the other callbacks' reads.
+        self._batch = CommandBatcher(redis)
 
     @staticmethod
     def key(channel: str, user_id: str) -> str:
         return f"cb:dlg:{channel}:{user_id}"
 
     async def load(self, channel: str, user_id: str) -> DialogState | None:
-        raw = await self.redis.get(self.key(channel, user_id))
+        raw = await self._batch.execute("GET", self.key(channel, user_id))
         if raw is None:
             return None
         try:

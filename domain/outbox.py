@@ -17,7 +17,6 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.exceptions import IntegrityError
 from tortoise.expressions import Q
 from tortoise.models import Model
-from tortoise.transactions import in_transaction
 
 
 class OutboundStatus(StrEnum):
@@ -75,8 +74,9 @@ async def enqueue(
         # Inside the caller's transaction: a duplicate must abort the caller's change too.
         return await OutboundMessage.create(**fields_, using_db=using), True
     try:
-        async with in_transaction() as conn:
-            return await OutboundMessage.create(**fields_, using_db=conn), True
+        # One autocommitted INSERT: an explicit transaction would hold SQLite's single
+        # connection for two round trips and stall every other request meanwhile.
+        return await OutboundMessage.create(**fields_), True
     except IntegrityError:
         return await OutboundMessage.get(idempotency_key=idempotency_key), False
 

@@ -6,6 +6,8 @@ get a plain "not yet" and the phone number, never a button that leads nowhere.
 
 from __future__ import annotations
 
+from redis.asyncio import Redis
+
 from bot.channels import Inbound
 from bot.clock import Clock
 from bot.logs import mask_phone, short_openid
@@ -25,25 +27,20 @@ AUDIENCE_MENU = (
     Button("我的票", "我的电影票"),
     Button("今晚场次", "今晚有什么电影"),
     Button("影城地址", "影城在哪里"),
+    Button("报修投诉", "我要投诉"),
     Button("人工服务", "转人工"),
 )
 STAFF_MENU = (
+    Button("我的任务", "我的任务"),
     Button("今天排片", "今天的排片"),
     Button("3号厅下一场", "3号厅下一场几点"),
 )
 
 # Conversations still being built: say so plainly instead of pretending.
 COMING_SOON = {
-    "report_fault": "报修",
-    "complaint": "投诉",
     "feedback": "评价",
-    "lost_found": "失物招领",
-    "group_booking": "包场预订",
     "membership": "会员服务",
     "recommend": "影片推荐",
-    "task_ack": "接单",
-    "task_done": "完成工单",
-    "my_tasks": "我的任务",
 }
 
 
@@ -73,21 +70,31 @@ def _contact(cinema: Cinema | None) -> str:
     return f"请拨打影城服务电话 {cinema.phone}（{cinema.opens_at}–{cinema.closes_at}），或到服务台找工作人员。"
 
 
+HANDOFF_WINDOW = 600  # seconds: one hand-off per person however often they ask
+
+
 @router.on(intent="human", role="audience")
 async def human(
-    actor: Actor, msg: Inbound, clock: Clock, reference: ReferenceData, settings: Settings
+    actor: Actor, msg: Inbound, clock: Clock, reference: ReferenceData, settings: Settings,
+    redis: Redis,
 ) -> Reply:
     """「转人工」 always reaches a person: the cinema's managers (else any staff) get a WeCom
     message at once, and the audience is told how else to reach us."""
     cinema = await reference.cinema(actor.cinema_id)
     if cinema is None:
         return Reply.say("抱歉，影城信息还没有配置好。请到服务台找工作人员。")
-    reached = await hand_off(cinema, actor.user_id, msg.text, clock, settings.wecom_agent_id)
+    first = await redis.set(f"cb:handoff:{actor.user_id}", "1", nx=True, ex=HANDOFF_WINDOW)
+    reached = (
+        await hand_off(cinema, actor.user_id, msg.text, clock, settings.wecom_agent_id)
+        if first
+        else 1
+    )
     if reached:
         return Reply.say(
-            "已通知影城值班同事，会尽快联系您 🙏 请稍候，也可以直接留言说明情况。\n" + _contact(cinema)
+            "已为您转人工：影城值班同事已收到通知，会尽快联系您 🙏 也可以直接留言说明情况。\n"
+            + _contact(cinema)
         )
-    return Reply.say("现在没有同事在线，抱歉～\n" + _contact(cinema))
+    return Reply.say("已为您转人工，但现在没有同事在线，抱歉～\n" + _contact(cinema))
 
 
 async def hand_off(cinema: Cinema, openid: str, text: str, clock: Clock, agent_id: int) -> int:
@@ -161,9 +168,15 @@ async def not_understood(actor: Actor, text: str, understanding: Understanding |
 
 def menu_reply(actor: Actor, lead: str) -> Reply:
     if actor.is_staff:
-        return Reply.say(lead + "\n· 查排片：如「3号厅下一场几点」「今天沙丘2还有几场」", *STAFF_MENU)
+        return Reply.say(
+            lead + "\n· 查排片：如「3号厅下一场几点」「今天沙丘2还有几场」"
+            "\n· 工单：「收到」接单，「已处理，换了座椅」完成，「转给staff02」转派，「我的任务」"
+            "\n· 报修：如「5排6座扶手断了」",
+            *STAFF_MENU,
+        )
     return Reply.say(
         lead + "\n· 查排片：如「今晚哪吒2几点」「周六IMAX有什么」\n· 影片介绍：如「沙丘2讲什么」"
+        "\n· 报修投诉：如「3号厅空调太冷」，发照片也可以；查进度：「我报的问题处理了吗」"
         "\n· 影城地址和营业时间",
         *AUDIENCE_MENU,
     )
