@@ -1,8 +1,10 @@
-"""Demo data: one cinema with real-looking halls, films, a week of showtimes, staff, projectors.
+"""Demo data: one cinema with real-looking halls, films, a week of showtimes, staff, projectors,
+and a week of duty shifts.
 
 Seeding is idempotent — rows are found by their natural keys and only created
 when missing — so ``cinebot demo`` can run any number of times, and the daily
-schedule job can call :func:`ensure_schedule` to keep a rolling week.
+schedule job can call :func:`ensure_schedule` and :func:`ensure_roster` to keep a
+rolling week.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from domain.catalog import Film, Showtime
 from domain.cinemas import Cinema, Hall, parse_layout
 from domain.devices import Projector
 from domain.people import Staff, StaffRole
+from domain.touchpoints import ensure_touchpoints
+from domain.workorders import Shift
 
 LOCAL = ZoneInfo("Asia/Shanghai")
 DEMO_CINEMA_CODE = "demo"
@@ -154,6 +158,16 @@ STAFF = [
     ("eng02", "刘工", StaffRole.ENGINEER),
 ]
 
+# userid, team, local start, local end (an end at or before the start is the next day).
+DEMO_SHIFTS = [
+    ("staff01", "floor", time(10, 0), time(18, 0)),
+    ("staff02", "floor", time(14, 0), time(22, 0)),
+    ("staff03", "floor", time(18, 0), time(2, 0)),
+    ("eng01", "engineering", time(9, 0), time(17, 0)),
+    ("eng02", "engineering", time(17, 0), time(2, 0)),
+    ("manager01", "management", time(9, 0), time(2, 0)),
+]
+
 BASE_PRICE_FEN = {"2D": 4500, "3D": 5500, "Dolby": 6500, "IMAX": 8000, "4D": 9000}
 PRIME_TIME_SURCHARGE_FEN = 1000  # 19:00–21:59
 
@@ -167,6 +181,7 @@ class SeedReport:
     showtimes_created: int
     staff: int
     projectors: int
+    shifts_created: int = 0
 
 
 async def seed(now: datetime) -> SeedReport:
@@ -204,6 +219,8 @@ async def seed(now: datetime) -> SeedReport:
                 userid=userid, defaults={"name": name, "role": role, "cinema": cinema}
             )
     created = await ensure_schedule(cinema, now)
+    shifts = await ensure_roster(cinema, now)
+    await ensure_touchpoints(cinema, now)  # QR survey places (domain.touchpoints)
     return SeedReport(
         cinema=cinema.name,
         halls=len(HALLS),
@@ -212,6 +229,7 @@ async def seed(now: datetime) -> SeedReport:
         showtimes_created=created,
         staff=await Staff.filter(cinema=cinema).count(),
         projectors=await Projector.filter(cinema=cinema).count(),
+        shifts_created=shifts,
     )
 
 
@@ -253,3 +271,45 @@ async def _showtime(
         },
     )
     return int(created)
+
+
+async def ensure_roster(cinema: Cinema, now: datetime, days: int = SCHEDULE_DAYS) -> int:
+    """The demo shifts from yesterday (local) for ``days`` more days; returns how many were new.
+
+    Yesterday too: its late shifts run until 02:00 today, so someone is on duty after
+    midnight on the first night. Shifts are found by (staff, team, start); a
+    deactivated staff member gets no new ones.
+    """
+    staff = {s.userid: s for s in await Staff.filter(cinema=cinema, active=True)}
+    today = now.astimezone(LOCAL).date()
+    wanted: list[tuple[Staff, str, datetime, datetime]] = []
+    for offset in range(-1, days):
+        day = today + timedelta(days=offset)
+        for userid, team, opens, closes in DEMO_SHIFTS:
+            person = staff.get(userid)
+            if person is None:
+                continue
+            # Stored in UTC: SQLite compares timestamps as text.
+            starts = datetime.combine(day, opens, LOCAL).astimezone(UTC)
+            next_day = timedelta(days=closes <= opens)
+            ends = datetime.combine(day + next_day, closes, LOCAL).astimezone(UTC)
+            wanted.append((person, team, starts, ends))
+    if not wanted:
+        return 0
+    async with in_transaction() as conn:
+        existing = {
+            (s.staff_id, s.team, s.starts_at.astimezone(UTC))  # type: ignore[attr-defined]
+            for s in await Shift.filter(
+                cinema_id=cinema.id,
+                starts_at__gte=min(w[2] for w in wanted),
+                starts_at__lte=max(w[2] for w in wanted),
+            ).using_db(conn)
+        }
+        new = [
+            Shift(cinema_id=cinema.id, staff=person, team=team, starts_at=starts, ends_at=ends)
+            for person, team, starts, ends in wanted
+            if (person.id, team, starts) not in existing
+        ]
+        if new:
+            await Shift.bulk_create(new, using_db=conn)
+    return len(new)

@@ -77,6 +77,9 @@ class Clock:
     due_at: datetime | None  # None while paused (the deadline moves)
     done_at: datetime | None
     paused: bool
+    # When this clock (re)started: the creation, or the last reopen for the resolve clock.
+    # Warnings and escalations recorded before it belong to an earlier run of the clock.
+    started_at: datetime | None = None
 
     @property
     def ratio(self) -> float:
@@ -137,16 +140,37 @@ def clocks(
 
     def build(name: str, start: datetime, done: datetime | None, minutes: int) -> Clock:
         end = done or now
-        paused_s = sum(
-            hours.seconds_between(max(a, start), min(b, end)) for a, b in pauses if b > start and a < end
-        )
+        # Pauses of this run of the clock, clipped to it, in order.
+        stops = sorted((max(a, start), min(b, end)) for a, b in pauses if b > start and a < end)
+        paused_s = sum(hours.seconds_between(a, b) for a, b in stops)
         elapsed = max(hours.seconds_between(start, end) - paused_s, 0.0)
         target = minutes * 60.0
         is_paused = done is None and paused_since is not None
-        due = None if is_paused else hours.add(start, target + paused_s)
-        return Clock(name, target, elapsed, due, done, is_paused)
+        due = None if is_paused else _due(hours, start, target, stops)
+        return Clock(name, target, elapsed, due, done, is_paused, start)
 
     return (
         build("ack", created_at, acked, ack_minutes),
         build("resolve", resolve_start, resolved, resolve_minutes),
     )
+
+
+def _due(
+    hours: BusinessHours,
+    start: datetime,
+    target_s: float,
+    stops: Sequence[tuple[datetime, datetime]],
+) -> datetime:
+    """The moment ``target_s`` of unpaused business time has run since ``start``. Only
+    pauses before that moment push it back: pausing an already late order does not make
+    it on time."""
+    left, cursor = target_s, start
+    for a, b in stops:
+        if b <= cursor:
+            continue
+        running = hours.seconds_between(cursor, max(a, cursor))
+        if running >= left:
+            break
+        left -= running
+        cursor = b
+    return hours.add(cursor, left)

@@ -291,17 +291,20 @@ async def open_order(
     touchpoint: str | None = None,
     description: str = "",
     photos: Sequence[str] = (),
+    watchers: Sequence[str] = (),
+    team: str | None = None,
     notify: Notify = _silent,
 ) -> tuple[WorkOrder, bool]:
-    """Open a work order and route it. (order, created): the same ``source_key`` twice (a
-    retried callback) opens it once."""
+    """Open a work order and route it (to ``team`` when the caller knows better than the
+    rules). (order, created): the same ``source_key`` twice (a retried callback) opens it once."""
     if source_key:
         existing = await WorkOrder.get_or_none(source_key=source_key)
         if existing is not None:
             return existing, False
     if category not in CATEGORIES:
         category = "other"
-    team = await team_for(cinema_id, category, kind, hall, now)
+    if team not in TEAM_ROLES:  # no (known) team given: the routing rules decide
+        team = await team_for(cinema_id, category, kind, hall, now)
     try:
         async with in_transaction() as conn:
             for _ in range(5):
@@ -313,7 +316,8 @@ async def open_order(
                 source=source, source_key=source_key, hall=hall, seat=seat, touchpoint=touchpoint,
                 summary=summary[:120], description=description, photos=list(photos),
                 reporter=reporter.user_id, reporter_role=reporter.role, reporter_name=reporter.name,
-                team=team, created_at=now, updated_at=now, using_db=conn,
+                team=team, watchers=list(dict.fromkeys(watchers)), created_at=now, updated_at=now,
+                using_db=conn,
             )
             await _event(order, "open", reporter, now, None, State.OPEN, conn,
                          detail={"team": team}, message_key=source_key)
@@ -343,9 +347,10 @@ async def _event(
 
 async def _move(
     order: WorkOrder, action: str, who: Who, now: datetime, conn: BaseDBAsyncClient,
-    notify: Notify, *, detail: dict[str, Any] | None = None, message_key: str | None = None,
+    notify: Notify, /, *, detail: dict[str, Any] | None = None, message_key: str | None = None,
     **changes: Any,
 ) -> None:
+    # Positional-only: a change may itself be named ``action`` (what was done, on resolve).
     allowed, target = TRANSITIONS[action]
     updated = await WorkOrder.filter(
         id=order.id, state__in=[s.value for s in allowed], version=order.version
@@ -498,16 +503,17 @@ async def pick_assignee(
     nobody on duty → the duty manager."""
     people = [p for p in await on_duty(cinema_id, team, now, using) if p.userid not in exclude]
     if people:
-        last: dict[str, datetime] = {}
+        # Events in the order they were written: several orders opened in one instant
+        # (a burst of reports, a test clock) still take turns.
+        last: dict[str, int] = {}
         for e in await WorkOrderEvent.filter(
             action__in=["assign", "escalate"], work_order__cinema_id=cinema_id,
             at__gte=(now.astimezone(UTC) - _DAY),
-        ).using_db(using).order_by("at"):
+        ).using_db(using).order_by("id"):
             who = e.detail.get("assignee")
             if who:
-                last[who] = e.at
-        epoch = datetime(1970, 1, 1, tzinfo=UTC)
-        return min(people, key=lambda p: (last.get(p.userid, epoch), p.id))
+                last[who] = e.id
+        return min(people, key=lambda p: (last.get(p.userid, 0), p.id))
     on_duty_managers = [p for p in await on_duty(cinema_id, "management", now, using) if p.userid not in exclude]
     if on_duty_managers:
         return on_duty_managers[0]
@@ -543,8 +549,12 @@ async def roster(cinema_id: int, start: datetime, end: datetime) -> list[Shift]:
 
 
 # SLA ------------------------------------------------------------------------------------------
-async def policy_for(order: WorkOrder) -> tuple[int, int, bool]:
-    row = await SlaPolicy.get_or_none(cinema_id=order.cinema_id, kind=order.kind, severity=order.severity)
+async def policy_for(
+    order: WorkOrder, using: BaseDBAsyncClient | None = None
+) -> tuple[int, int, bool]:
+    row = await SlaPolicy.get_or_none(
+        cinema_id=order.cinema_id, kind=order.kind, severity=order.severity
+    ).using_db(using)
     if row is not None:
         return row.ack_minutes, row.resolve_minutes, row.business_hours
     ack, resolve = DEFAULT_SLA.get((str(order.kind), order.severity), FALLBACK_SLA)
@@ -552,11 +562,16 @@ async def policy_for(order: WorkOrder) -> tuple[int, int, bool]:
     return ack, resolve, not (order.severity == "P1")
 
 
-async def sla(order: WorkOrder, now: datetime, cinema: Cinema | None = None) -> tuple[Clock, Clock]:
-    cinema = cinema or await Cinema.get(id=order.cinema_id)
-    ack, resolve, business = await policy_for(order)
+async def sla(
+    order: WorkOrder, now: datetime, cinema: Cinema | None = None,
+    using: BaseDBAsyncClient | None = None,
+) -> tuple[Clock, Clock]:
+    """(acknowledge clock, resolve clock). ``using``: read inside the caller's transaction
+    (a card built while the change that caused it is not yet committed)."""
+    cinema = cinema or await Cinema.get(id=order.cinema_id).using_db(using)
+    ack, resolve, business = await policy_for(order, using)
     hours = BusinessHours.parse(cinema.opens_at, cinema.closes_at, always=not business)
-    events = await WorkOrderEvent.filter(work_order_id=order.id).order_by("at")
+    events = await WorkOrderEvent.filter(work_order_id=order.id).using_db(using).order_by("at")
     marks = [Mark(e.at, e.action) for e in events]
     return clocks(order.created_at, marks, ack_minutes=ack, resolve_minutes=resolve, hours=hours, now=now)
 
@@ -568,20 +583,19 @@ async def check_sla(order: WorkOrder, now: datetime, notify: Notify = _silent) -
         return None
     ack, resolve = await sla(order, now)
     events = await WorkOrderEvent.filter(work_order_id=order.id, action__in=["sla_warning", "escalate"])
-    warned = {e.detail.get("clock") for e in events if e.action == "sla_warning"}
-    escalations: dict[str, int] = {}
-    for e in events:
-        if e.action == "escalate":
-            escalations[e.detail.get("clock", "")] = escalations.get(e.detail.get("clock", ""), 0) + 1
     for clock in (ack, resolve):
-        if not clock.running:
-            continue
-        level = escalations.get(clock.name, 0)
+        if not clock.running or clock.paused:
+            continue  # a paused order waits for its part; its deadline moves with the pause
+        # Only this run of the clock counts: a reopened order gets a fresh warning and
+        # escalation on its restarted resolve clock.
+        mine = [e for e in events if e.detail.get("clock") == clock.name and e.at >= clock.started_at]
+        warned = any(e.action == "sla_warning" for e in mine)
+        level = sum(e.action == "escalate" for e in mine)
         if clock.breached and level == 0:
             return await escalate(order, now, clock, notify, to_manager=False)
         if clock.ratio >= SECOND_ESCALATION and level == 1:
             return await escalate(order, now, clock, notify, to_manager=True)
-        if clock.warning and clock.name not in warned:
+        if clock.warning and not warned:
             async with in_transaction() as conn:
                 await _event(order, "sla_warning", SYSTEM, now, order.state, order.state, conn,
                              detail={"clock": clock.name, "assignee_before": order.assignee,

@@ -7,7 +7,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from domain.feedback import Invite
 from domain.ticketing import Gateway, Inventory
+from domain.workorders import Notify
 from jobs.locks import LeaderLocks
 
 
@@ -21,3 +23,8 @@ class JobContext:
     locks: LeaderLocks
     inventory: Inventory | None = None
     gateway: Gateway | None = None
+    # Cards and messages about SLA warnings and escalations; None: the SLA job records
+    # them on the timeline only.
+    desk_notify: Notify | None = None
+    # Says the post-show survey invitation (jobs.feedback); None: no invitations.
+    feedback_invite: Invite | None = None

@@ -7,7 +7,7 @@ import logging
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from jobs import holds, schedule
+from jobs import feedback, holds, schedule, sla
 from jobs.context import JobContext
 
 log = logging.getLogger(__name__)
@@ -16,6 +16,8 @@ log = logging.getLogger(__name__)
 def build_scheduler(ctx: JobContext, demo: bool) -> AsyncIOScheduler:
     scheduler = AsyncIOScheduler(timezone="Asia/Shanghai")
     holds.register(scheduler, ctx)
+    sla.register(scheduler, ctx)
+    feedback.register(scheduler, ctx)
     if demo:
         schedule.register(scheduler, ctx)
     return scheduler

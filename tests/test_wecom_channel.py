@@ -178,12 +178,16 @@ def test_wecom_messages_parse_into_the_right_inbound(
         assert getattr(inbound, name) == value, name
 
 
-def test_a_card_click_keeps_the_card_type_and_dedups_by_task(settings: Settings) -> None:
+def test_a_card_click_keeps_the_card_type_and_dedups_by_task_and_button(settings: Settings) -> None:
     now = 1_800_000_000
     req = WeComSigner(settings).sign(CARD_EVENT, timestamp=now)
     inbound, _ = codec_for(settings).decode(req.params, req.body, now=now)
     assert inbound.raw["CardType"] == "button_interaction"
-    assert inbound.dedup_key.endswith(":template_card_event:alert-20261121-0001")
+    assert inbound.dedup_key.endswith(":template_card_event:alert-20261121-0001:ack")
+    other_button = CARD_EVENT.replace("[ack]", "[done]")
+    req = WeComSigner(settings).sign(other_button, timestamp=now)
+    other, _ = codec_for(settings).decode(req.params, req.body, now=now)
+    assert other.dedup_key != inbound.dedup_key
 
 
 def test_a_wecom_url_check_on_our_credentials_round_trips(settings: Settings) -> None:

@@ -43,7 +43,9 @@ class Inbound:
         """WeChat's own retry identity: MsgId for messages, sender+time+event for events."""
         if self.msg_id:
             return f"{self.channel}:m:{self.msg_id}"
-        extra = self.task_id or self.event_key or ""
+        # A card click names its card and its button: two buttons of one card tapped in
+        # the same second are two clicks, a retry of one click is the same.
+        extra = ":".join(p for p in (self.task_id, self.event_key) if p)
         return f"{self.channel}:e:{self.user_id}:{self.create_time}:{self.event}:{extra}"
 
     @property
