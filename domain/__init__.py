@@ -11,6 +11,8 @@ MODEL_MODULES = [
     "domain.promotions",
     "domain.keys",
     "domain.workorders",
+    "domain.touchpoints",
+    "domain.feedback",
 ]
 MIGRATIONS = "domain.migrations"
 

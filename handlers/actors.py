@@ -10,9 +10,12 @@ from collections import OrderedDict
 from bot.channels import Channel, Inbound
 from bot.clock import Clock
 from bot.router import AUDIENCE, UNKNOWN, Actor
-from domain.people import find_staff, touch_member
+from domain.people import Member, find_staff, touch_member
 
 log = logging.getLogger(__name__)
+# How stale a member's ``last_seen`` may get: it tells whether WeChat's 48-hour
+# customer-service window is open (the post-show survey), so an hour early is safe.
+SEEN_EVERY = 3600.0
 
 
 class ActorDirectory:
@@ -33,12 +36,16 @@ class ActorDirectory:
         self.staff_ttl = staff_ttl
         self._cache: OrderedDict[str, tuple[float, Actor]] = OrderedDict()
         self._creating: dict[str, asyncio.Task[None]] = {}
+        self._seen: OrderedDict[str, float] = OrderedDict()  # openid -> monotonic last write
+        self._touching: set[asyncio.Task[None]] = set()
 
     async def resolve(self, inbound: Inbound) -> Actor:
         key = f"{inbound.channel}:{inbound.user_id}"
         hit = self._cache.get(key)
         if hit is not None and (hit[0] == 0 or hit[0] > time.monotonic()):
             self._cache.move_to_end(key)
+            if inbound.channel is Channel.WECHAT:
+                self._saw(inbound.user_id)
             return hit[1]
         if inbound.channel is Channel.WECHAT:
             self._remember_member(inbound.user_id, key)
@@ -63,9 +70,12 @@ class ActorDirectory:
 
         async def create() -> None:
             try:
-                member, _ = await touch_member(openid, self.clock.now())
+                member, created = await touch_member(openid, self.clock.now())
+                if not created:  # known from before this process: they are here again now
+                    await Member.filter(openid=openid).update(last_seen=self.clock.now())
                 actor = Actor(role=AUDIENCE, user_id=openid, id=member.id, name=member.nickname)
                 self._store(key, 0.0, actor)
+                self._seen.setdefault(openid, time.monotonic())
             except Exception:
                 log.exception("could not record a new member")
             finally:
@@ -73,10 +83,33 @@ class ActorDirectory:
 
         self._creating[openid] = asyncio.create_task(create())
 
+    def _saw(self, openid: str) -> None:
+        """A known member wrote again: move ``last_seen`` on, at most once an hour, in the
+        background (a new member's row is written with it already)."""
+        now = time.monotonic()
+        last = self._seen.get(openid)
+        if last is not None and now - last < SEEN_EVERY:
+            return
+        self._seen[openid] = now
+        self._seen.move_to_end(openid)
+        if len(self._seen) > self.size:
+            self._seen.popitem(last=False)
+
+        async def touch() -> None:
+            try:
+                await Member.filter(openid=openid).update(last_seen=self.clock.now())
+            except Exception:
+                log.exception("could not record when a member was last seen")
+
+        task = asyncio.create_task(touch())
+        self._touching.add(task)
+        task.add_done_callback(self._touching.discard)
+
     async def drain(self) -> None:
         """Wait for member rows still being written (at shutdown, and in tests)."""
-        while self._creating:
-            await asyncio.gather(*list(self._creating.values()), return_exceptions=True)
+        while self._creating or self._touching:
+            pending = [*self._creating.values(), *self._touching]
+            await asyncio.gather(*pending, return_exceptions=True)
 
     def _store(self, key: str, expires: float, actor: Actor) -> None:
         self._cache[key] = (expires, actor)

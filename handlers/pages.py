@@ -101,8 +101,21 @@ async def ticket_page(request: web.Request) -> web.Response:
         f'<div class="muted">订单 {order.no} · {ORDER_STATE_LABELS[order.state]}</div></div>'
         + "".join(cards)
         + '<p class="muted">开场前60分钟起凭二维码入场；一码一人，请勿转发截图给他人。</p>'
+        + await _survey_link(order, secret)
     )
     return _page("电子票", body)
+
+
+async def _survey_link(order: Order, secret: str) -> str:
+    """The e-ticket page's feedback touchpoint: the survey knows the show from the ticket."""
+    from domain.touchpoints import Touchpoint, TouchpointKind
+
+    point = await Touchpoint.filter(
+        cinema_id=order.cinema_id, kind=TouchpointKind.ETICKET, active=True
+    ).first()
+    if point is None:
+        return ""
+    return f'<p><a href="/s/{point.code}?ticket={secret}">⭐ 看完了？评价本次观影（约30秒）</a></p>'
 
 
 async def _order_from_token(request: web.Request) -> Order:

@@ -7,6 +7,7 @@ from aiohttp import web
 from handlers.api.context import API, ApiContext  # first: the views below import it
 from handlers.api.notify import pay_notify
 from handlers.api import buyers, checkin, openapi, picker
+from handlers.api import feedback as feedback_api
 from handlers.api.auth import page_token, session_token, staff_token
 from handlers.api.http import error
 from handlers.api.picker import picker_url
@@ -44,6 +45,7 @@ def add_routes(app: web.Application) -> None:
     r.add_post("/api/checkin", checkin.checkin)
     r.add_get("/api/openapi.json", openapi.openapi_json)
     r.add_get(r"/pick/{id:\d{1,10}}", picker.picker_page)
+    feedback_api.add_routes(app)  # /api/feedback..., /s/{code}
     # Last: whatever else is asked under /api/ is answered in the API's JSON shape too.
     r.add_route("*", FALLBACK, _fallback)
 

@@ -250,6 +250,82 @@ SCHEMAS["CheckIn"] = _obj({
                     "film": STR, "hall": STR, "starts_at": TIME, "checked_in_at": NULL_TIME}),
 }, ["ok", "code", "message"])
 
+# --- feedback (handlers.api.feedback) ---------------------------------------------------------
+_INTERVAL = {"type": ["array", "null"], "items": {"type": "number"}, "minItems": 2, "maxItems": 2,
+             "description": "95% 区间 [下限, 上限]"}
+SCHEMAS["FeedbackResponse"] = _obj({
+    "id": INT, "touchpoint": _obj({"code": STR, "name": STR}), "visit_day": {"type": "string", "format": "date"},
+    "stars": {"type": ["integer", "null"], "minimum": 1, "maximum": 5},
+    "nps": {"type": ["integer", "null"], "minimum": 0, "maximum": 10},
+    "aspects": {"type": "array", "items": {"enum": ["画面", "声音", "座椅", "卫生", "服务", "餐饮", "温度"]}},
+    "comment": STR, "category": {"type": ["string", "null"], "description": "留言分类（工单类别）"},
+    "sentiment": {"enum": ["neg", "neu", "pos", None]}, "priority": {"enum": ["P1", "P2", "P3"]},
+    "showtime": {"oneOf": [_obj({"id": INT, "film": STR, "hall": STR, "starts_at": TIME, "label": STR}),
+                           {"type": "null"}], "description": "评价人当天持票的场次"},
+    "edits": {"type": "integer", "description": "同一天同一触点再次评价时的修改次数"},
+})
+SCHEMAS["FeedbackMeasures"] = _obj({
+    "responses": INT,
+    "csat": _obj({"n": INT, "satisfied": INT, "pct": {"type": ["number", "null"]}, "ci95": _INTERVAL},
+                 None),
+    "nps": _obj({"n": INT, "promoters": INT, "passives": INT, "detractors": INT,
+                 "score": {"type": ["number", "null"], "description": "−100 … 100"}, "ci95": _INTERVAL}),
+})
+SCHEMAS["FeedbackSummary"] = _obj({
+    "from": STR, "to": STR, "by": {"enum": ["film", "hall", "touchpoint", "day"]},
+    "total": _ref("FeedbackMeasures"),
+    "groups": {"type": "array", "items": {"allOf": [_obj({"key": STR, "label": STR}), _ref("FeedbackMeasures")]}},
+    "complaints": _obj({
+        "n": INT,
+        "categories": {"type": "array", "items": _obj({"category": STR, "label": STR, "count": INT,
+                                                         "share": {"type": "number"}})},
+        "median_ack_minutes": {"type": ["number", "null"]}, "acknowledged": INT,
+        "median_resolve_minutes": {"type": ["number", "null"]}, "resolved": INT,
+    }),
+})
+PATHS["/api/feedback"] = {"post": _op(
+    "提交（或修改）某触点的评价：星级、NPS、方面、留言；差评（1–2星或 NPS≤6）立即生成投诉工单并通知值班经理。"
+    "身份：会话令牌、电子票 secret（ticket），否则匿名访客 Cookie。同一访客同一天同一触点只有一份评价。",
+    {"201": _json(_obj({"response": _ref("FeedbackResponse"), "alerted": BOOL,
+                        "reference": {"type": ["string", "null"], "description": "投诉工单编号"}}), "新评价"),
+     "200": _json(_obj({"response": _ref("FeedbackResponse"), "alerted": BOOL,
+                        "reference": {"type": ["string", "null"]}}), "已修改当天的评价"),
+     **_errors(400, 401, 404, 413, 422)},
+    security=None,
+    requestBody=_body(_obj({
+        "touchpoint": STR, "stars": {"type": "integer", "minimum": 1, "maximum": 5},
+        "nps": {"type": "integer", "minimum": 0, "maximum": 10},
+        "aspects": {"type": "array", "items": STR}, "comment": {"type": "string", "maxLength": 500},
+        "phone": {"type": "string", "pattern": "^1[3-9]\\d{9}$"}, "ticket": STR, "show": INT,
+    }, ["touchpoint"])),
+)}
+PATHS["/api/feedback/consent"] = {"post": _op(
+    "记录一次订阅消息授权（wx.requestSubscribeMessage 接受后调用）：散场问卷可在 48 小时窗口外推送一次",
+    {"200": _json(_obj({"template_id": STR, "remaining": INT}), "已记录"), **_errors(400, 401, 413, 422)},
+    requestBody=_body(_obj({"template_id": STR}, ["template_id"])),
+)}
+PATHS["/api/feedback/summary"] = {"get": _op(
+    "满意度汇总（经理的员工令牌）：NPS、CSAT 及 95% 区间、样本量，按影片/影厅/触点/日期分组；"
+    "差评类别占比；差评工单响应与处理时间中位数",
+    {"200": _json(_ref("FeedbackSummary"), "汇总"), **_errors(401, 403, 422)},
+    security=[{"staff": []}],
+    parameters=[
+        {"name": "from", "in": "query", "schema": {"type": "string", "format": "date"},
+         "description": "默认 to 之前 6 天"},
+        {"name": "to", "in": "query", "schema": {"type": "string", "format": "date"},
+         "description": "默认今天（营业日，03:00 换日）"},
+        {"name": "by", "in": "query", "schema": {"enum": ["film", "hall", "touchpoint", "day"]}},
+    ],
+)}
+PATHS["/api/feedback/touchpoints"] = {"get": _op(
+    "本影城的评价触点：二维码场景值（tp:<code>）与 H5 问卷链接",
+    {"200": _json(_obj({"touchpoints": {"type": "array", "items": _obj({
+        "code": STR, "name": STR, "kind": STR, "hall": {"type": ["string", "null"]}, "scene": STR,
+        "survey_url": {"type": "string", "format": "uri"}, "printed": BOOL})}}), "触点列表"),
+     **_errors(401, 403)},
+    security=[{"staff": []}],
+)}
+
 DOCUMENT: J = {
     "openapi": "3.1.0",
     "info": {
