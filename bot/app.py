@@ -28,6 +28,7 @@ from bot.dedup import Deduplicator
 from bot.dialog import DialogStore
 from bot.metrics import CONTENT_TYPE_LATEST, Metrics
 from bot.nlu.catalog import FilmEntry
+from bot.nlu import sentiment as feedback_text
 from bot.nlu.engine import NluEngine
 from bot.replies import Reply
 from bot.router import Dispatcher, Understander
@@ -43,6 +44,9 @@ from handlers import api as ticket_api
 from handlers import pages
 from handlers.payments import Payments
 from handlers.ticket_messages import TicketMessages
+from handlers.api import feedback as feedback_api
+from handlers.feedback_loop import FeedbackMessages
+from handlers.workorder_messages import WorkOrderMessages
 from handlers.actors import ActorDirectory
 from handlers.late_replies import LateReplies
 from handlers.reference import ReferenceData
@@ -68,6 +72,7 @@ NLU = web.AppKey("nlu", NluEngine)
 REFERENCE = web.AppKey("reference", ReferenceData)
 INVENTORY = web.AppKey("inventory", SeatInventory)
 PAYMENTS = web.AppKey("payments", Payments)
+DESK = web.AppKey("desk", WorkOrderMessages)
 
 Cleanup = Callable[[web.Application], AsyncIterator[None]]
 
@@ -148,6 +153,7 @@ async def _nlu(app: web.Application) -> AsyncIterator[None]:
 
     started = time.perf_counter()
     app[NLU] = await NluEngine.load(app[CLOCK], catalog_provider=live_films)
+    feedback_text.warm_up()  # the comment classifier loads in the background
     log.info("intent model ready", extra={"seconds": round(time.perf_counter() - started, 2)})
     yield
 
@@ -184,6 +190,17 @@ async def _ticketing(app: web.Application) -> AsyncIterator[None]:
     yield
 
 
+def _desk(app: web.Application) -> WorkOrderMessages:
+    """The service desk's cards and messages: one per app, shared by chat and the SLA job."""
+    if DESK not in app:
+        settings = app[SETTINGS]
+        app[DESK] = WorkOrderMessages(
+            settings.public_url, settings.wecom_agent_id, app[CLOCK],
+            wake=app[ticket_api.API].wake_sender,
+        )
+    return app[DESK]
+
+
 def _pipeline(understand: Understander | None, late_reply: LateReplySink | None) -> Cleanup:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         settings, clock, metrics = app[SETTINGS], app[CLOCK], app[METRICS]
@@ -199,12 +216,17 @@ def _pipeline(understand: Understander | None, late_reply: LateReplySink | None)
             inventory=app[INVENTORY],
             payments=app[PAYMENTS],
             tickets=app[ticket_api.API],
+            desk=_desk(app),
             dialogs=DialogStore(app[REDIS], clock),
         )
         dispatcher.include(build_router())
         dispatcher.check()
         app[ACTORS] = actors
         app[DISPATCHER] = dispatcher
+        app[feedback_api.FEEDBACK] = feedback_api.FeedbackContext(
+            desk=dispatcher.deps.get("desk"),
+            messages=FeedbackMessages(settings.public_url, settings.wecom_agent_id, clock, settings.secret_key),
+        )
         dedup = Deduplicator(app[REDIS], ttl=settings.dedup_ttl)
         sink = late_reply or _waking(app, LateReplies(clock, settings.wecom_agent_id))
         common = {
@@ -288,6 +310,11 @@ def _scheduler(demo: bool) -> Cleanup:
             locks=LeaderLocks(app[REDIS]),
             inventory=app[INVENTORY],
             gateway=app[PAYMENTS],
+            desk_notify=_desk(app),
+            feedback_invite=FeedbackMessages(
+                app[SETTINGS].public_url, app[SETTINGS].wecom_agent_id, app[CLOCK],
+                app[SETTINGS].secret_key,
+            ).invite,
         )
         scheduler = build_scheduler(job_ctx, demo=demo)
         scheduler.start()

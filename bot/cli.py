@@ -1,4 +1,4 @@
-"""``cinebot``: serve, worker, demo, staff, chat, migrate."""
+"""``cinebot``: serve, worker, demo, staff, roster, chat, migrate."""
 
 from __future__ import annotations
 
@@ -59,6 +59,10 @@ async def _serve(settings: Settings, args: argparse.Namespace) -> None:
         runners.append(standin)
         standin_url = f"http://{args.host}:{args.port + 1}"
         settings = replace(settings, wechat_api_base=standin_url, wecom_api_base=standin_url)
+    if settings.public_url == defaults.public_url:
+        # Links the bot sends (pay pages, e-tickets) must reach this very server.
+        host = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
+        settings = replace(settings, public_url=f"http://{host}:{args.port}")
     app = init_app(settings, run_jobs=args.role in ("all", "worker"), seed_demo=args.demo)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
@@ -124,6 +128,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             f"{report.films} 部影片，新增 {report.showtimes_created} 个场次，"
             f"{report.staff} 名员工，{report.projectors} 台放映机。"
         )
+        print(f"值班表：新增 {report.shifts_created} 个班次（cinebot roster 查看今天谁值班）。")
 
     asyncio.run(run())
     return 0
@@ -255,6 +260,155 @@ def cmd_showtime(args: argparse.Namespace) -> int:
     return asyncio.run(cancel() if args.action == "cancel" else listing())
 
 
+ROSTER_TEAMS = ("floor", "engineering", "management")
+WEEKDAYS = "一二三四五六日"
+
+
+def cmd_roster(args: argparse.Namespace) -> int:
+    """Who is on duty: a day's shifts per team, who is on right now, and adding a shift."""
+    from datetime import date, datetime, time, timedelta
+
+    from bot.clock import SHANGHAI
+    from domain.cinemas import Cinema
+    from domain.people import Staff
+    from domain.workorders import TEAM_LABELS, Shift, WorkOrderError, add_shift, roster
+
+    settings = _settings()
+    now = SystemClock().now()
+    action = args.action or "list"
+
+    def clock_at(moment: datetime, ref: datetime) -> str:
+        """HH:MM, marked 次日 when it falls on the day after ``ref``."""
+        local = moment.astimezone(SHANGHAI)
+        later = "次日" if local.date() > ref.astimezone(SHANGHAI).date() else ""
+        return f"{later}{local:%H:%M}"
+
+    def hm(start: datetime, end: datetime) -> str:
+        return f"{clock_at(start, start)}–{clock_at(end, start)}"
+
+    def pad(text: str, width: int) -> str:
+        """Left-aligned in a terminal, where a Chinese character takes two columns."""
+        import unicodedata
+
+        used = sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+        return text + " " * max(width - used, 1)
+
+    def when(moment: datetime) -> str:
+        local = moment.astimezone(SHANGHAI)
+        return f"{local:%Y-%m-%d}（周{WEEKDAYS[local.weekday()]}）"
+
+    def moment(text: str, after: datetime | None = None) -> datetime:
+        """"YYYY-MM-DD HH:MM" (local); for --to also a bare "HH:MM": the next one after --from."""
+        text = " ".join(text.replace("T", " ").replace("：", ":").split())
+        if after is not None and " " not in text:
+            t = datetime.strptime(text, "%H:%M").time()
+            local = after.astimezone(SHANGHAI)
+            end = datetime.combine(local.date(), t, SHANGHAI)
+            return end if end >= local else end + timedelta(days=1)
+        return datetime.strptime(text, "%Y-%m-%d %H:%M").replace(tzinfo=SHANGHAI)
+
+    async def the_cinema() -> Cinema | None:
+        if args.cinema:
+            cinema = await Cinema.get_or_none(code=args.cinema)
+            if cinema is None:
+                print(f"找不到影城：{args.cinema}", file=sys.stderr)
+            return cinema
+        cinemas = await Cinema.all().limit(2)
+        if not cinemas:
+            print("还没有影城；先运行 cinebot demo", file=sys.stderr)
+            return None
+        if len(cinemas) > 1:
+            print("有多家影城，请用 --cinema 指定影城代码", file=sys.stderr)
+            return None
+        return cinemas[0]
+
+    async def listing(cinema: Cinema) -> int:
+        try:
+            day = date.fromisoformat(args.date) if args.date else now.astimezone(SHANGHAI).date()
+        except ValueError:
+            print(f"日期格式应为 YYYY-MM-DD：{args.date}", file=sys.stderr)
+            return 2
+        start = datetime.combine(day, time(0), SHANGHAI)
+        # A day's roster: the shifts that start that day (a late shift ends after midnight).
+        shifts = sorted(
+            (s for s in await roster(cinema.id, start, start + timedelta(days=1))
+             if s.starts_at >= start and s.staff.active),
+            key=lambda s: (s.starts_at, s.ends_at, s.staff.userid),
+        )
+        print(f"{cinema.name} · {when(start)}值班表")
+        if not shifts:
+            print("  这一天还没有排班。添加：cinebot roster add USERID --team floor "
+                  '--from "YYYY-MM-DD HH:MM" --to "YYYY-MM-DD HH:MM"')
+            return 0
+        for team in ROSTER_TEAMS:
+            print(TEAM_LABELS[team])
+            rows = [s for s in shifts if s.team == team]
+            for s in rows:
+                print(f"  {pad(s.staff.userid, 12)}{pad(s.staff.name, 8)}{hm(s.starts_at, s.ends_at)}")
+            if not rows:
+                print("  （无人排班）")
+        return 0
+
+    async def right_now(cinema: Cinema) -> int:
+        shifts = sorted(
+            (s for s in await roster(cinema.id, now, now + timedelta(seconds=1)) if s.staff.active),
+            key=lambda s: (s.starts_at, s.staff.userid),
+        )
+        print(f"{cinema.name} · 现在（{now.astimezone(SHANGHAI):%m-%d %H:%M}）在岗：")
+        for team in ROSTER_TEAMS:
+            until: dict[str, tuple[Staff, datetime]] = {}
+            for s in shifts:
+                if s.team == team and (s.staff.userid not in until or s.ends_at > until[s.staff.userid][1]):
+                    until[s.staff.userid] = (s.staff, s.ends_at)
+            people = "、".join(
+                f"{p.name}（{p.userid}，至{clock_at(end, now)}）" for p, end in until.values()
+            )
+            print(f"  {TEAM_LABELS[team]}：{people or '无人在岗（新工单转给值班经理）'}")
+        return 0
+
+    async def add() -> int:
+        staff = await Staff.get_or_none(userid=args.userid, active=True)
+        if staff is None:
+            print(f"没有找到在职员工 {args.userid}", file=sys.stderr)
+            return 1
+        try:
+            starts = moment(args.start)
+            ends = moment(args.end, after=starts)
+        except ValueError:
+            print('时间格式应为 "YYYY-MM-DD HH:MM"（--to 也可以只写 HH:MM）', file=sys.stderr)
+            return 2
+        overlapping = await Shift.filter(
+            staff_id=staff.id, starts_at__lt=ends.astimezone(UTC), ends_at__gt=starts.astimezone(UTC)
+        )
+        if any(s.team == args.team and s.starts_at == starts and s.ends_at == ends for s in overlapping):
+            print(f"{staff.name}（{staff.userid}）{when(starts)}{hm(starts, ends)} 已在班表中。")
+            return 0
+        try:
+            await add_shift(
+                cinema_id=staff.cinema_id,  # type: ignore[attr-defined]
+                staff=staff, team=args.team, starts_at=starts.astimezone(UTC),
+                ends_at=ends.astimezone(UTC), by=f"cli:{args.by}", now=now,
+            )
+        except WorkOrderError as exc:
+            print(exc.message, file=sys.stderr)
+            return 1
+        print(f"已排班：{staff.name}（{staff.userid}）{TEAM_LABELS[args.team]}，{when(starts)}{hm(starts, ends)}")
+        for s in overlapping:
+            print(f"注意：与已有班次重叠（{TEAM_LABELS.get(s.team, s.team)} {hm(s.starts_at, s.ends_at)}）")
+        return 0
+
+    async def run() -> int:
+        async with open_database(settings.database_url, domain.MODEL_MODULES, domain.MIGRATIONS):
+            if action == "add":
+                return await add()
+            cinema = await the_cinema()
+            if cinema is None:
+                return 1
+            return await (right_now(cinema) if action == "now" else listing(cinema))
+
+    return asyncio.run(run())
+
+
 def cmd_outbox(args: argparse.Namespace) -> int:
     from domain.outbox import OutboundMessage, OutboundStatus, requeue
 
@@ -353,10 +507,95 @@ async def _catalog_from_db() -> Any:
     return FilmCatalog(entries or DEFAULT_FILMS)
 
 
+QR_KINDS_EN = {
+    "hall_exit": "hall exit", "restroom": "restroom", "ticket_machine": "ticket machine",
+    "concession": "concession", "eticket": "e-ticket", "push": "after-show", "chat": "chat",
+}
+
+
+def cmd_qr(args: argparse.Namespace) -> int:
+    """``cinebot qr export``: a printable sheet of a cinema's touchpoint QR codes (PNG or PDF)."""
+    from bot.qrsheet import SheetItem, survey_url, write_sheet
+    from domain.cinemas import Cinema
+    from domain.touchpoints import of_cinema
+
+    settings = _settings()
+    configure_logging("WARNING", settings.log_format)
+    if not args.out.lower().endswith((".png", ".pdf")):
+        print("输出文件须为 .png 或 .pdf，例如 --out qr.pdf", file=sys.stderr)
+        return 2
+
+    async def wechat_urls(scenes: list[str]) -> dict[str, str]:
+        """The WeChat parametric codes (permanent, QR_LIMIT_STR_SCENE), when the API answers."""
+        import aiohttp
+
+        from bot.storage import open_redis
+        from bot.wxapi import WeChatApi
+
+        found: dict[str, str] = {}
+        try:
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http, \
+                    open_redis(settings.redis_url, settings.embedded_redis_path) as redis:
+                api = WeChatApi.from_settings(http, redis, settings)
+                for scene in scenes:
+                    found[scene] = (await api.create_qrcode(scene, permanent=True)).url
+        except Exception as exc:  # offline, or the API refused: the survey URLs still work
+            print(f"微信二维码接口不可用（{type(exc).__name__}: {exc}），改用 H5 问卷链接。", file=sys.stderr)
+            return {}
+        return found
+
+    async def run() -> int:
+        async with open_database(settings.database_url, domain.MODEL_MODULES, domain.MIGRATIONS):
+            if args.cinema:
+                cinema = await Cinema.get_or_none(code=args.cinema)
+            else:
+                cinemas = await Cinema.all().order_by("id").limit(2)
+                cinema = cinemas[0] if len(cinemas) == 1 else None
+                if len(cinemas) > 1:
+                    print("有多家影城，请用 --cinema 指定影城代码。", file=sys.stderr)
+                    return 1
+            if cinema is None:
+                print(f"找不到影城 {args.cinema or ''}（先运行 cinebot demo）".strip(), file=sys.stderr)
+                return 1
+            points = await of_cinema(cinema.id, printed_only=True)
+            if not points:
+                print(f"{cinema.name} 还没有触点；运行 cinebot demo 生成。", file=sys.stderr)
+                return 1
+            codes = await wechat_urls([p.scene for p in points]) if args.wechat else {}
+            items = []
+            for p in points:
+                url = survey_url(settings.public_url, p.code)
+                items.append(SheetItem(
+                    data=codes.get(p.scene, url), title=p.name,
+                    ascii_title=f"{p.code} · {QR_KINDS_EN.get(p.kind, p.kind)}",
+                    lines=(f"scene {p.scene}", url),
+                ))
+        kind, chinese = write_sheet(args.out, items, f"{cinema.name}  扫码评价（约30秒）", font_path=args.font)
+        what = "微信带参二维码" if codes else "H5 问卷链接"
+        print(f"已写入 {args.out}（{kind.upper()}，{len(items)} 个触点，二维码内容：{what}）。")
+        if not chinese:
+            print("没有找到中文字体，PNG 标签只印了触点代码；用 --font 指定字体，或导出 PDF。", file=sys.stderr)
+        return 0
+
+    return asyncio.run(run())
+
+
 def cmd_chat(args: argparse.Namespace) -> int:
     from bot.chatclient import run_chat
 
     return asyncio.run(run_chat(_settings(), args))
+
+
+def cmd_telemetry(args: argparse.Namespace) -> int:
+    """Projector telemetry offline: replay readings through the detectors, or simulate a fleet."""
+    from telemetry.replay import replay_file, simulate_to_files
+
+    if args.action == "replay":
+        return replay_file(args.file, args.rules, sys.stdout, sys.stderr)
+    return simulate_to_files(
+        args.devices, args.days, args.out, args.truth, interval_s=args.interval_s, seed=args.seed,
+        faults=args.faults, errors=sys.stderr,
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -403,6 +642,23 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--by", default="manager", help="who cancels (kept in the audit trail)")
     p.set_defaults(func=cmd_showtime)
 
+    p = sub.add_parser("roster", help="duty roster: a day's shifts, who is on now, add a shift")
+    p.add_argument("--date", help="YYYY-MM-DD (default: today)")
+    p.add_argument("--cinema", help="cinema code (needed when there are several)")
+    ro = p.add_subparsers(dest="action")
+    rl = ro.add_parser("list", help="the shifts of a day, per team")
+    rl.add_argument("--date", default=argparse.SUPPRESS, help="YYYY-MM-DD (default: today)")
+    rl.add_argument("--cinema", default=argparse.SUPPRESS)
+    rn = ro.add_parser("now", help="who is on duty right now")
+    rn.add_argument("--cinema", default=argparse.SUPPRESS)
+    ra = ro.add_parser("add", help="add a shift")
+    ra.add_argument("userid", help="WeCom userid")
+    ra.add_argument("--team", choices=ROSTER_TEAMS, required=True)
+    ra.add_argument("--from", dest="start", required=True, help='"YYYY-MM-DD HH:MM" (Shanghai time)')
+    ra.add_argument("--to", dest="end", required=True, help='"YYYY-MM-DD HH:MM", or HH:MM after --from')
+    ra.add_argument("--by", default="manager", help="who adds it (kept in the audit trail)")
+    p.set_defaults(func=cmd_roster)
+
     p = sub.add_parser("outbox", help="inspect and re-send outbound messages")
     ob = p.add_subparsers(dest="action", required=True)
     ls = ob.add_parser("list", help="list messages (newest first)")
@@ -443,6 +699,35 @@ def build_parser() -> argparse.ArgumentParser:
         "--standin", help="the local API stand-in to watch for pushed messages (default: port+1)"
     )
     p.set_defaults(func=cmd_chat)
+
+    p = sub.add_parser("telemetry", help="projector telemetry: replay readings, simulate a fleet")
+    tele = p.add_subparsers(dest="action", required=True)
+    rp = tele.add_parser("replay", help="readings (JSON lines) in, alert events (JSON lines) out")
+    rp.add_argument("file", help="readings as JSON lines sorted by ts ('-' for stdin)")
+    rp.add_argument("--rules", help="JSON rules: defaults, per-cinema and per-device limits")
+    sm = tele.add_parser("simulate", help="write a realistic fleet's readings (and ground truth)")
+    sm.add_argument("--devices", type=int, required=True)
+    sm.add_argument("--days", type=float, required=True)
+    sm.add_argument("--interval-s", type=float, default=60.0, help="seconds between readings")
+    sm.add_argument("--seed", type=int, default=1)
+    sm.add_argument(
+        "--faults", default="random:0.3",
+        help="none | random:SHARE | all:N | KIND:N,... (fan_failure fan_degradation blocked_exhaust "
+        "filter_clogging light_ageing light_loss offline)",
+    )
+    sm.add_argument("--out", required=True, help="readings file (JSON lines)")
+    sm.add_argument("--truth", help="ground truth file (JSON lines: devices, then faults)")
+    p.set_defaults(func=cmd_telemetry)
+    p = sub.add_parser("qr", help="touchpoint QR codes: export a printable sheet")
+    qr = p.add_subparsers(dest="action", required=True)
+    qe = qr.add_parser("export", help="a sheet of a cinema's touchpoint QR codes, with labels")
+    qe.add_argument("--cinema", help="cinema code (needed when there are several)")
+    qe.add_argument("--out", required=True, help="FILE.png or FILE.pdf")
+    qe.add_argument("--wechat", action="store_true",
+                    help="WeChat parametric codes (needs the API); default: the H5 survey URLs")
+    qe.add_argument("--font", help="a font file with Chinese glyphs for the PNG labels")
+    p.set_defaults(func=cmd_qr)
+
     return parser
 
 
