@@ -173,10 +173,12 @@ class DialogStore:
 
     async def save(self, channel: str, user_id: str, state: DialogState, timeout: int) -> None:
         state.expires_at = self.clock.timestamp() + timeout
-        await self.redis.set(self.key(channel, user_id), state.to_json(), ex=int(timeout) + TTL_SLACK)
+        await self._batch.execute(
+            "SET", self.key(channel, user_id), state.to_json(), "EX", int(timeout) + TTL_SLACK
+        )
 
     async def clear(self, channel: str, user_id: str) -> None:
-        await self.redis.delete(self.key(channel, user_id))
+        await self._batch.execute("DEL", self.key(channel, user_id))
 
 
 class FormEntry(Protocol):
