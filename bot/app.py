@@ -19,6 +19,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from tortoise.connection import get_connection
 
 import domain
+from bot import ingest as telemetry_ingest
 from bot.callbacks import CallbackEndpoint, LateReplySink
 from bot.channels import Inbound
 from bot.channels.wechat import WeChatCodec
@@ -73,6 +74,7 @@ REFERENCE = web.AppKey("reference", ReferenceData)
 INVENTORY = web.AppKey("inventory", SeatInventory)
 PAYMENTS = web.AppKey("payments", Payments)
 DESK = web.AppKey("desk", WorkOrderMessages)
+TELEMETRY = web.AppKey("telemetry", telemetry_ingest.TelemetryIngest)
 
 Cleanup = Callable[[web.Application], AsyncIterator[None]]
 
@@ -103,6 +105,7 @@ def init_app(
             _nlu,
             _ticketing,
             _pipeline(understand, late_reply),
+            _telemetry(run_jobs),
         ]
     )
     if seed_demo:
@@ -120,6 +123,7 @@ def init_app(
     app.router.add_post("/wecom/callback", _endpoint_view(WECOM, "post"))
     ticket_api.add_routes(app)
     pages.add_routes(app)
+    app.router.add_post("/telemetry/readings", telemetry_ingest.view(lambda: app[TELEMETRY]))
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics_view)
     return app
@@ -261,6 +265,43 @@ def _pipeline(understand: Understander | None, late_reply: LateReplySink | None)
         if settings.uses_demo_credentials:
             log.warning("running with the built-in demo credentials; set CINEBOT_* for production")
         yield
+
+    return ctx
+
+
+def _telemetry(tick: bool, every_s: float = 30.0) -> Cleanup:
+    """One evaluator per process for the edge boxes' readings; its alerts become work
+    orders with the desk's cards. With ``tick`` the wall clock checks for silent devices."""
+
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        settings = app[SETTINGS]
+
+        def wake() -> None:
+            sender = app.get(SENDER)
+            if sender is not None:
+                sender.wake()
+
+        ingest = app[TELEMETRY] = telemetry_ingest.TelemetryIngest(
+            app[CLOCK], _desk(app), app[REDIS], tolerance_s=settings.timestamp_tolerance,
+            on_card=wake,
+        )
+        task = None
+        if tick:
+            async def ticking() -> None:
+                while True:
+                    await asyncio.sleep(every_s)
+                    try:
+                        await ingest.tick()
+                    except Exception:
+                        log.exception("telemetry tick failed")
+
+            task = asyncio.create_task(ticking(), name="telemetry-tick")
+        try:
+            yield
+        finally:
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
 
     return ctx
 

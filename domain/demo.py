@@ -18,7 +18,7 @@ from tortoise.transactions import in_transaction
 
 from domain.catalog import Film, Showtime
 from domain.cinemas import Cinema, Hall, parse_layout
-from domain.devices import Projector
+from domain.devices import DEMO_BOX_ID, Projector, ensure_box
 from domain.people import Staff, StaffRole
 from domain.touchpoints import ensure_touchpoints
 from domain.workorders import Shift
@@ -214,6 +214,7 @@ async def seed(now: datetime) -> SeedReport:
                     "model": "Barco SP4K-25" if h.screen == "IMAX" else "Christie CP4440-RGB",
                 },
             )
+        await ensure_box(cinema, DEMO_BOX_ID)
         for userid, name, role in STAFF:
             await Staff.get_or_create(
                 userid=userid, defaults={"name": name, "role": role, "cinema": cinema}

@@ -93,8 +93,9 @@ TRANSITIONS: dict[str, tuple[tuple[State, ...], State]] = {
     "start": ((State.ACKNOWLEDGED,), State.IN_PROGRESS),
     "pause": ((State.ACKNOWLEDGED, State.IN_PROGRESS), State.PAUSED),
     "resume": ((State.PAUSED,), State.IN_PROGRESS),
-    "resolve": ((State.ASSIGNED, State.ACKNOWLEDGED, State.IN_PROGRESS, State.ESCALATED,
-                 State.PAUSED, State.REOPENED), State.RESOLVED),
+    # OPEN too: an alert that clears before anyone could be assigned resolves itself.
+    "resolve": ((State.OPEN, State.ASSIGNED, State.ACKNOWLEDGED, State.IN_PROGRESS,
+                 State.ESCALATED, State.PAUSED, State.REOPENED), State.RESOLVED),
     "close": ((State.RESOLVED,), State.CLOSED),
     "reopen": ((State.RESOLVED, State.CLOSED), State.REOPENED),
     "escalate": ((State.OPEN, State.ASSIGNED, State.ACKNOWLEDGED, State.IN_PROGRESS,

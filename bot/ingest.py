@@ -1,0 +1,321 @@
+"""``POST /telemetry/readings``: edge boxes' signed reading batches into the evaluator.
+
+A box signs each request with its own key (``domain.devices.EdgeBox``)::
+
+    X-Cinebot-Box: <box id>
+    X-Cinebot-Timestamp: <unix seconds>          (within ±tolerance of our clock)
+    X-Cinebot-Signature: hex(HMAC-SHA256(key, timestamp + "\\n" + body))
+
+The body is a JSON list of readings (DESIGN.md) or ``{"readings": [...]}``. Every item
+is validated on its own; the good ones are accepted and the answer is
+``202 {"accepted": n, "errors": [{"index": i, "errors": [{"field", "message"}]}]}``.
+401: unknown box, bad or missing signature, stale timestamp; 413: body over the limit;
+400: not JSON or not a batch.
+
+Accepted readings go through the process's one :class:`telemetry.evaluator.Evaluator`
+(the same code as ``cinebot telemetry replay``) and into a short recent window per
+device in Redis (the last ``WINDOW`` readings, one script call per batch). The alert events it emits become ``domain.devices`` alert records and
+ALERT work orders (firing → opened or joined, a card for the on-duty engineer;
+resolved → resolved by the system), one at a time so one incident gets one card.
+
+This module is a composition root for telemetry (an import-linter exception: only it
+and ``bot.app`` reach into ``telemetry``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import redis.asyncio as aioredis
+from aiohttp import web
+
+from bot.clock import Clock
+from domain import devices
+from domain.devices import DevicePlace, Fired
+from telemetry.alerts import RANK, AlertEvent, title
+from telemetry.evaluator import Evaluator
+from telemetry.readings import Reading, ReadingError
+
+log = logging.getLogger(__name__)
+
+BOX_HEADER = "X-Cinebot-Box"
+TIMESTAMP_HEADER = "X-Cinebot-Timestamp"
+SIGNATURE_HEADER = "X-Cinebot-Signature"
+MAX_BODY = 1024 * 1024
+MAX_ITEMS = 10_000
+BOX_CACHE_S = 60.0  # a deactivated box or a new key takes effect within a minute
+PLACES_RELOAD_S = 10.0  # an unknown device re-reads the cinema's projectors at most this often
+WINDOW = 360  # readings kept per device in Redis (an hour at one every 10 s)
+WINDOW_TTL_S = 24 * 3600
+
+Notify = Callable[..., Awaitable[None]]
+# KEYS: one list per device; ARGV: window, ttl, each key's row count, then the rows in order.
+_PUSH_WINDOW = """
+local window, ttl, k = tonumber(ARGV[1]), tonumber(ARGV[2]), #KEYS
+local pos = 3 + k
+for i = 1, k do
+  local n = tonumber(ARGV[2 + i])
+  local last = pos + n - 1
+  while pos <= last do  -- unpack in slices: Lua's stack is not unlimited
+    local e = math.min(pos + 999, last)
+    redis.call('RPUSH', KEYS[i], unpack(ARGV, pos, e))
+    pos = e + 1
+  end
+  redis.call('LTRIM', KEYS[i], -window, -1)
+  redis.call('EXPIRE', KEYS[i], ttl)
+end
+return k
+"""
+_COMPACT = json.JSONEncoder(separators=(",", ":")).encode  # one encoder, not one per call
+
+
+def sign(key: str, timestamp: str, body: bytes) -> str:
+    """The signature an edge box sends (used by the simulator, the bench and the tests)."""
+    return hmac.new(key.encode(), timestamp.encode() + b"\n" + body, hashlib.sha256).hexdigest()
+
+
+def signed_headers(box_id: str, key: str, body: bytes, now: float | None = None) -> dict[str, str]:
+    ts = str(int(time.time() if now is None else now))
+    return {
+        BOX_HEADER: box_id,
+        TIMESTAMP_HEADER: ts,
+        SIGNATURE_HEADER: sign(key, ts, body),
+        "Content-Type": "application/json",
+    }
+
+
+def _refuse(status: int, code: str, message: str) -> web.Response:
+    return web.json_response({"error": code, "message": message}, status=status)
+
+
+class TelemetryIngest:
+    def __init__(
+        self,
+        clock: Clock,
+        notify: Notify,
+        redis: aioredis.Redis | None = None,
+        *,
+        evaluator: Evaluator | None = None,
+        tolerance_s: int = 300,
+        max_body: int = MAX_BODY,
+        window: int = WINDOW,
+        on_card: Callable[[], None] | None = None,
+    ) -> None:
+        self.clock = clock
+        self.notify = notify
+        self.redis = redis
+        self.evaluator = evaluator or Evaluator()
+        self.tolerance_s = tolerance_s
+        self.max_body = max_body
+        self.window = window
+        self.on_card = on_card
+        self.accepted = 0
+        self.rejected = 0
+        self.events = 0
+        self._boxes: dict[str, tuple[float, str, int]] = {}  # box -> (loaded, key or '', cinema)
+        self._places: dict[int, tuple[float, dict[str, DevicePlace]]] = {}
+        self._device_place: dict[str, DevicePlace] = {}
+        self._push: Any = None  # the registered window script
+        self._alerts = asyncio.Lock()  # alert events one at a time: one incident, one card
+
+    # --- authentication --------------------------------------------------------------------
+
+    async def _box(self, box_id: str) -> tuple[str, int] | None:
+        now = time.monotonic()
+        cached = self._boxes.get(box_id)
+        if cached is None or now - cached[0] >= BOX_CACHE_S:
+            box = await devices.edge_box(box_id)
+            if len(self._boxes) > 10_000:  # a flood of made-up ids stays bounded
+                self._boxes.clear()
+            cached = (now, box.key, box.cinema_id) if box is not None else (now, "", 0)
+            self._boxes[box_id] = cached
+        return (cached[1], cached[2]) if cached[1] else None
+
+    async def _places_of(self, cinema_id: int, device_id: str) -> DevicePlace | None:
+        now = time.monotonic()
+        loaded = self._places.get(cinema_id)
+        if loaded is None or (device_id not in loaded[1] and now - loaded[0] > PLACES_RELOAD_S):
+            loaded = (now, await devices.places(cinema_id))
+            self._places[cinema_id] = loaded
+        return loaded[1].get(device_id)
+
+    # --- the endpoint ----------------------------------------------------------------------
+
+    async def post(self, request: web.Request) -> web.Response:
+        box_id = request.headers.get(BOX_HEADER, "")
+        stamp = request.headers.get(TIMESTAMP_HEADER, "")
+        signature = request.headers.get(SIGNATURE_HEADER, "")
+        if not (box_id and stamp and signature):
+            self.rejected += 1
+            return _refuse(401, "unsigned", f"needs {BOX_HEADER}, {TIMESTAMP_HEADER}, {SIGNATURE_HEADER}")
+        try:
+            sent = int(stamp)
+        except ValueError:
+            self.rejected += 1
+            return _refuse(401, "bad_timestamp", "timestamp must be unix seconds")
+        if abs(self.clock.timestamp() - sent) > self.tolerance_s:
+            self.rejected += 1
+            return _refuse(401, "stale", f"timestamp outside ±{self.tolerance_s} s")
+        box = await self._box(box_id[:64])
+        if box is None:
+            self.rejected += 1
+            return _refuse(401, "bad_signature", "unknown box or wrong signature")
+        # Only a known box with a fresh timestamp gets its body read.
+        length = request.content_length
+        if length is not None and length > self.max_body:
+            return _refuse(413, "too_large", f"body over {self.max_body} bytes")
+        body = await self._read(request)
+        if body is None:
+            return _refuse(413, "too_large", f"body over {self.max_body} bytes")
+        if not hmac.compare_digest(sign(box[0], stamp, body).encode(), signature.lower().encode()):
+            self.rejected += 1
+            return _refuse(401, "bad_signature", "unknown box or wrong signature")
+        try:
+            batch = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            return _refuse(400, "bad_json", "body is not JSON")
+        if isinstance(batch, dict) and isinstance(batch.get("readings"), list):
+            batch = batch["readings"]
+        if not isinstance(batch, list):
+            return _refuse(400, "not_a_batch", 'expected a JSON list or {"readings": [...]}')
+        if len(batch) > MAX_ITEMS:
+            return _refuse(413, "too_many", f"at most {MAX_ITEMS} readings a batch")
+        accepted, errors = await self.ingest(box[1], batch)
+        return web.json_response({"accepted": accepted, "errors": errors}, status=202)
+
+    async def _read(self, request: web.Request) -> bytes | None:
+        """The whole body, or None past the limit (read in chunks: a chunked upload
+        without a Content-Length is stopped at the limit, not buffered whole)."""
+        parts: list[bytes] = []
+        size = 0
+        async for chunk in request.content.iter_any():
+            size += len(chunk)
+            if size > self.max_body:
+                return None
+            parts.append(chunk)
+        return b"".join(parts)
+
+    async def ingest(self, cinema_id: int, batch: list[Any]) -> tuple[int, list[dict[str, Any]]]:
+        """Validate, evaluate and store a batch from a box of ``cinema_id``."""
+        good: list[Reading] = []
+        errors: list[dict[str, Any]] = []
+        place_of = self._device_place
+        for i, item in enumerate(batch):
+            try:
+                r = Reading.parse(item)
+            except ReadingError as exc:
+                errors.append({"index": i, "errors": [
+                    {"field": k, "message": v} for k, v in exc.errors.items()
+                ]})
+                continue
+            place = place_of.get(r.device_id)
+            if place is None or place.cinema_id != cinema_id:
+                place = await self._places_of(cinema_id, r.device_id)
+                if place is None:
+                    errors.append({"index": i, "errors": [{
+                        "field": "device_id",
+                        "message": "本影城没有这台设备 / not a projector of this box's cinema",
+                    }]})
+                    continue
+                place_of[r.device_id] = place
+            good.append(r)
+        observe = self.evaluator.observe
+        events: list[AlertEvent] = []
+        for r in good:
+            out = observe(r)
+            if out:
+                events.extend(out)
+        self.accepted += len(good)
+        if self.redis is not None and good and self.window:
+            await self._remember(good)
+        if events:
+            await self.handle(events)
+        return len(good), errors
+
+    async def _remember(self, readings: list[Reading]) -> None:
+        """The recent window per device: a capped Redis list of compact JSON readings,
+        written for the whole batch by one script call (one round trip, one command to
+        encode instead of three per device)."""
+        per_device: dict[str, list[str]] = {}
+        dumps = _COMPACT
+        for r in readings:
+            row = dumps({"t": r.t, "m": r.metrics, "e": r.errors})
+            rows = per_device.get(r.device_id)
+            if rows is None:
+                per_device[r.device_id] = [row]
+            else:
+                rows.append(row)
+        keys = [f"telemetry:recent:{d}" for d in per_device]
+        args: list[Any] = [self.window, WINDOW_TTL_S, *(len(rows) for rows in per_device.values())]
+        for rows in per_device.values():
+            args.extend(rows)
+        try:
+            if self._push is None:
+                self._push = self.redis.register_script(_PUSH_WINDOW)  # type: ignore[union-attr]
+            await self._push(keys=keys, args=args)
+        except Exception:  # the window is a convenience: evaluation already happened
+            log.exception("telemetry window write failed")
+
+    async def recent(self, device_id: str, n: int = 60) -> list[dict[str, Any]]:
+        if self.redis is None:
+            return []
+        rows = await self.redis.lrange(f"telemetry:recent:{device_id}", -n, -1)
+        return [json.loads(row) for row in rows]
+
+    async def tick(self) -> None:
+        """The wall clock moves on: devices that went silent become 'no data'."""
+        events = self.evaluator.tick(self.clock.timestamp())
+        if events:
+            await self.handle(events)
+
+    # --- alert events -> records, work orders, cards -----------------------------------------
+
+    async def handle(self, events: list[AlertEvent]) -> None:
+        async with self._alerts:
+            for ev in events:
+                self.events += 1
+                if RANK.get(ev.severity) is None:
+                    continue
+                try:
+                    await self._one(ev)
+                except Exception:  # one bad event must not lose the others
+                    log.exception("alert event failed", extra={"device": ev.device_id, "rule": ev.rule})
+
+    async def _one(self, ev: AlertEvent) -> None:
+        now = self.clock.now()
+        at = datetime.fromtimestamp(ev.t, UTC)
+        if ev.state == "resolved":
+            await devices.alert_resolved(ev.device_id, ev.rule, at, now, self.notify)
+            self._woke()
+            return
+        place = self._device_place.get(ev.device_id)
+        if place is None:
+            return
+        predicted = datetime.fromtimestamp(ev.predicted_t, UTC) if ev.predicted_t is not None else None
+        fired = Fired(
+            device_id=ev.device_id, rule=ev.rule, severity=ev.severity, title=title(ev.rule),
+            message=ev.message, alert_id=ev.alert_id, at=at, value=ev.value, limit=ev.limit,
+            predicted_at=predicted,
+        )
+        _, _, opened = await devices.alert_fired(place, fired, now, self.notify)
+        if opened:
+            self._woke()
+
+    def _woke(self) -> None:
+        if self.on_card is not None:
+            self.on_card()
+
+
+def view(ingest: Callable[[], TelemetryIngest]) -> Callable[[web.Request], Awaitable[web.Response]]:
+    async def post(request: web.Request) -> web.Response:
+        return await ingest().post(request)
+
+    return post
