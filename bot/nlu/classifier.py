@@ -15,16 +15,17 @@ import os
 import pickle
 import re
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 from bot.nlu.catalog import DEFAULT_FILMS, FilmCatalog
 from bot.nlu.normalise import normalise
 
+T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 # Bump when features or the model change: cached models of other versions are ignored.
@@ -203,6 +204,30 @@ def default_cache_dir() -> Path:
     return Path(base)
 
 
+def cached_model(path: Path, kind: type[T], train: Callable[[], T], what: str) -> tuple[T, bool]:
+    """The model pickled at ``path`` (our own file), else ``train()`` it and store it there.
+
+    Returns (model, trained_now). Written then renamed: processes starting together never
+    read a half-written model.
+    """
+    if path.is_file():
+        try:
+            with path.open("rb") as fh:
+                model = pickle.load(fh)  # our own file, written below
+            if isinstance(model, kind):
+                return model, False
+        except Exception:
+            log.warning("cached %s unreadable; retraining", what, exc_info=True)
+    log.info("training the %s (first start with this corpus; takes a little while)", what)
+    model = train()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    with os.fdopen(fd, "wb") as fh:
+        pickle.dump(model, fh, protocol=pickle.HIGHEST_PROTOCOL)
+    os.replace(tmp, path)
+    return model, True
+
+
 def load_or_train(
     cache_dir: Path | None = None, train_path: Path = TRAIN_FILE, retrain: bool = False
 ) -> tuple[IntentClassifier, bool]:
@@ -212,23 +237,12 @@ def load_or_train(
     """
     cache_dir = cache_dir or default_cache_dir()
     path = cache_dir / f"intent-{corpus_hash(train_path)}.pkl"
-    if not retrain and path.is_file():
-        try:
-            with path.open("rb") as fh:
-                model = pickle.load(fh)  # our own file, written below
-            if isinstance(model, IntentClassifier):
-                return model, False
-        except Exception:
-            log.warning("cached NLU model unreadable; retraining", exc_info=True)
-    log.info("training the intent model (first start with this corpus; takes a little while)")
-    model = IntentClassifier().fit(load_examples(train_path))
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    # Write-then-rename: processes starting together never read a half-written model.
-    fd, tmp = tempfile.mkstemp(dir=cache_dir, suffix=".tmp")
-    with os.fdopen(fd, "wb") as fh:
-        pickle.dump(model, fh, protocol=pickle.HIGHEST_PROTOCOL)
-    os.replace(tmp, path)
-    return model, True
+    if retrain:
+        path.unlink(missing_ok=True)
+    return cached_model(
+        path, IntentClassifier, lambda: IntentClassifier().fit(load_examples(train_path)),
+        "intent model",
+    )
 
 
 def evaluate(

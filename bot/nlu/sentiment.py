@@ -19,9 +19,6 @@ import hashlib
 import json
 import logging
 import math
-import os
-import pickle
-import tempfile
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -31,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from bot.nlu.catalog import DEFAULT_FILMS, FilmCatalog
-from bot.nlu.classifier import DATA_DIR, default_cache_dir
+from bot.nlu.classifier import DATA_DIR, cached_model, default_cache_dir
 from bot.nlu.normalise import normalise
 
 log = logging.getLogger(__name__)
@@ -181,21 +178,11 @@ def load_or_train(
     """The cached model for the current corpus, trained first if needed: (model, trained_now)."""
     cache_dir = cache_dir or default_cache_dir()
     cached = cache_dir / f"feedback-{corpus_hash(path)}.pkl"
-    if not retrain and cached.is_file():
-        try:
-            with cached.open("rb") as fh:
-                model = pickle.load(fh)  # our own file, written below
-            if isinstance(model, CommentModel):
-                return model, False
-        except Exception:
-            log.warning("cached feedback model unreadable; retraining", exc_info=True)
-    model = CommentModel().fit(load_comments(path))
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=cache_dir, suffix=".tmp")
-    with os.fdopen(fd, "wb") as fh:
-        pickle.dump(model, fh, protocol=pickle.HIGHEST_PROTOCOL)
-    os.replace(tmp, cached)  # processes starting together never read half a file
-    return model, True
+    if retrain:
+        cached.unlink(missing_ok=True)
+    return cached_model(
+        cached, CommentModel, lambda: CommentModel().fit(load_comments(path)), "feedback model"
+    )
 
 
 def accuracy(model: CommentModel, comments: Iterable[Comment]) -> tuple[float, float, int]:
