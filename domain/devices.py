@@ -38,6 +38,10 @@ class Projector(Model):
     key = fields.CharField(max_length=128)  # HMAC key of the edge box
     model = fields.CharField(max_length=64, default="")
     nominal_lumens = fields.IntField(null=True)
+    # The latest health snapshot written by the telemetry process (score 0-100 and parts).
+    health_score = fields.IntField(null=True)
+    health = fields.JSONField(null=True)
+    health_at = fields.DatetimeField(null=True)
 
     class Meta:
         table = "projector"
@@ -113,9 +117,73 @@ class AlertRecord(Model):
     resolved_at = fields.DatetimeField(null=True)
     work_order_id = fields.IntField(null=True)
     created_at = fields.DatetimeField()
+    acknowledged_at = fields.DatetimeField(null=True)
+    acknowledged_by = fields.CharField(max_length=64, default="")
+    repeats = fields.IntField(default=0)
+    reminders = fields.IntField(default=0)
+    reminded_at = fields.DatetimeField(null=True)
+    silenced = fields.BooleanField(default=False)  # fired while a silence matched: no card
 
     class Meta:
         table = "telemetry_alert"
+
+
+class AlertSilence(Model):
+    """A silence: matching alerts are recorded but not told until it ends (e.g. 维护中 2小时).
+
+    An empty device id matches every device of the cinema, an empty rule every rule."""
+
+    id = fields.IntField(primary_key=True)
+    cinema: fields.ForeignKeyRelation[Cinema] = fields.ForeignKeyField(
+        "models.Cinema", related_name="silences", on_delete=fields.CASCADE
+    )
+    device_id = fields.CharField(max_length=64, default="")
+    rule = fields.CharField(max_length=64, default="")
+    reason = fields.CharField(max_length=200, default="")
+    created_by = fields.CharField(max_length=64, default="")
+    starts_at = fields.DatetimeField()
+    ends_at = fields.DatetimeField(db_index=True)
+    created_at = fields.DatetimeField()
+
+    class Meta:
+        table = "telemetry_silence"
+
+
+class TelemetryRule(Model):
+    """Stored alert limits of a cinema (empty device id) or of one projector.
+
+    The settings are the keys of ``telemetry.rules.DeviceRules`` (e.g. brightness_warning_pct)."""
+
+    id = fields.IntField(primary_key=True)
+    cinema: fields.ForeignKeyRelation[Cinema] = fields.ForeignKeyField(
+        "models.Cinema", related_name="telemetry_rules", on_delete=fields.CASCADE
+    )
+    device_id = fields.CharField(max_length=64, default="")
+    settings = fields.JSONField(default=dict)
+    updated_by = fields.CharField(max_length=64, default="")
+    updated_at = fields.DatetimeField()
+
+    class Meta:
+        table = "telemetry_rule"
+        unique_together = (("cinema", "device_id"),)
+
+
+class TelemetryMinute(Model):
+    """Per-minute aggregate of one metric of one device (kept for the retention period)."""
+
+    id = fields.BigIntField(primary_key=True)
+    cinema_id = fields.IntField()
+    device_id = fields.CharField(max_length=64)
+    minute = fields.DatetimeField(db_index=True)
+    metric = fields.CharField(max_length=48)
+    n = fields.IntField()
+    vmin = fields.FloatField()
+    vmax = fields.FloatField()
+    vsum = fields.FloatField()
+
+    class Meta:
+        table = "telemetry_minute"
+        unique_together = (("device_id", "minute", "metric"),)
 
 
 # Alerts -> work orders ------------------------------------------------------------------
