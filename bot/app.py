@@ -31,6 +31,7 @@ from bot.metrics import CONTENT_TYPE_LATEST, Metrics
 from bot.nlu.catalog import FilmEntry
 from bot.nlu import sentiment as feedback_text
 from bot.nlu.engine import NluEngine
+from bot.redisbatch import CommandBatcher
 from bot.replies import Reply
 from bot.router import Dispatcher, Understander
 from bot.seatlocks import SeatInventory, Sold
@@ -209,6 +210,7 @@ def _pipeline(understand: Understander | None, late_reply: LateReplySink | None)
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         settings, clock, metrics = app[SETTINGS], app[CLOCK], app[METRICS]
         actors = ActorDirectory(clock)
+        batcher = CommandBatcher(app[REDIS])  # dedup claims and dialog state share pipelines
         dispatcher = Dispatcher(
             resolve_actor=actors.resolve,
             understand=understand or app[NLU].understand,
@@ -221,7 +223,8 @@ def _pipeline(understand: Understander | None, late_reply: LateReplySink | None)
             payments=app[PAYMENTS],
             tickets=app[ticket_api.API],
             desk=_desk(app),
-            dialogs=DialogStore(app[REDIS], clock),
+            dialogs=DialogStore(app[REDIS], clock, batcher),
+            outbox=outbox.OutboxWriter(),
         )
         dispatcher.include(build_router())
         dispatcher.check()
@@ -231,7 +234,7 @@ def _pipeline(understand: Understander | None, late_reply: LateReplySink | None)
             desk=dispatcher.deps.get("desk"),
             messages=FeedbackMessages(settings.public_url, settings.wecom_agent_id, clock, settings.secret_key),
         )
-        dedup = Deduplicator(app[REDIS], ttl=settings.dedup_ttl)
+        dedup = Deduplicator(app[REDIS], ttl=settings.dedup_ttl, batcher=batcher)
         sink = late_reply or _waking(app, LateReplies(clock, settings.wecom_agent_id))
         common = {
             "dispatcher": dispatcher,
@@ -377,6 +380,7 @@ async def _background_tasks(app: web.Application) -> AsyncIterator[None]:
         _, pending = await asyncio.wait(tasks, timeout=10)
         for task in pending:
             task.cancel()
+    await app[DISPATCHER].deps["outbox"].drain()
 
 
 async def _freeze_startup_objects(app: web.Application) -> None:

@@ -38,11 +38,14 @@ class Claim:
 
 
 class Deduplicator:
-    def __init__(self, redis: aioredis.Redis, ttl: int = 600, lease: int = 10) -> None:
+    def __init__(
+        self, redis: aioredis.Redis, ttl: int = 600, lease: int = 10,
+        batcher: CommandBatcher | None = None,
+    ) -> None:
         self.redis = redis
         self.ttl = ttl
         self.lease = lease
-        self._batch = CommandBatcher(redis)
+        self._batch = batcher or CommandBatcher(redis)
 
     @staticmethod
     def _key(dedup_key: str) -> str:

@@ -148,11 +148,11 @@ class _Clock(Protocol):
 class DialogStore:
     """One JSON value per user: ``cb:dlg:{channel}:{user_id}``."""
 
-    def __init__(self, redis: Any, clock: _Clock) -> None:
+    def __init__(self, redis: Any, clock: _Clock, batcher: CommandBatcher | None = None) -> None:
         self.redis = redis
         self.clock = clock
         # Every message reads its sender's state: batched with the other callbacks' reads.
-        self._batch = CommandBatcher(redis)
+        self._batch = batcher or CommandBatcher(redis)
 
     @staticmethod
     def key(channel: str, user_id: str) -> str:

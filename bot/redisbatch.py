@@ -3,6 +3,12 @@
 Under load dozens of callbacks claim their dedup keys at once; sending them
 as one pipeline costs one write and one read instead of one each, and frees
 the connection pool from churn. Each caller still awaits its own result.
+
+At most ``max_inflight`` pipelines are on the wire at once; commands issued
+meanwhile wait for the next one (group commit): under load the batches grow
+instead of the number of round trips, each of which costs the client far more
+CPU than a command does. One batcher is shared by the callback path's users
+(dedup claims, dialog state) so their commands ride the same pipelines.
 """
 
 from __future__ import annotations
@@ -14,9 +20,10 @@ import redis.asyncio as aioredis
 
 
 class CommandBatcher:
-    def __init__(self, redis: aioredis.Redis, max_batch: int = 256) -> None:
+    def __init__(self, redis: aioredis.Redis, max_batch: int = 256, max_inflight: int = 2) -> None:
         self.redis = redis
         self.max_batch = max_batch
+        self.max_inflight = max_inflight
         self._pending: list[tuple[tuple[Any, ...], asyncio.Future[Any]]] = []
         self._scheduled = False
         self._inflight: set[asyncio.Task[None]] = set()
@@ -25,7 +32,9 @@ class CommandBatcher:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         self._pending.append((args, future))
-        if len(self._pending) >= self.max_batch:
+        if len(self._inflight) >= self.max_inflight:
+            pass  # a pipeline that comes back sends what gathered meanwhile
+        elif len(self._pending) >= self.max_batch:
             self._flush()
         elif not self._scheduled:
             self._scheduled = True
@@ -34,11 +43,19 @@ class CommandBatcher:
 
     def _flush(self) -> None:
         self._scheduled = False
-        batch, self._pending = self._pending, []
+        if len(self._inflight) >= self.max_inflight:
+            return
+        batch = self._pending[: self.max_batch]
+        del self._pending[: self.max_batch]
         if batch:
             task = asyncio.ensure_future(self._send(batch))
             self._inflight.add(task)
-            task.add_done_callback(self._inflight.discard)
+            task.add_done_callback(self._sent)
+
+    def _sent(self, task: asyncio.Task[None]) -> None:
+        self._inflight.discard(task)
+        if self._pending and not self._scheduled:
+            self._flush()
 
     async def _send(self, batch: list[tuple[tuple[Any, ...], asyncio.Future[Any]]]) -> None:
         try:

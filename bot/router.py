@@ -180,6 +180,7 @@ class Route:
     form: str | None = None  # the form during which this route is tried first
     # A ``when=`` filter may contribute arguments nobody can know before it runs.
     open_data: bool = False
+    intents: frozenset[str] | None = None  # the route matches only these intents
 
     def match(self, update: Update) -> dict[str, Any] | None:
         data: dict[str, Any] = {}
@@ -273,6 +274,7 @@ class Router:
                 Route(
                     callback, tuple(filters), _qualname(callback), sig.params, sig.takes_all,
                     pending=pending, form=form_name, open_data=when is not None,
+                    intents=intents,
                 )
             )
             Router.generation += 1
@@ -420,6 +422,7 @@ class Dispatcher(Router):
         self._pending_routes: list[Route] = []
         self._form_routes: list[Route] = []
         self._plain_routes: list[Route] = []
+        self._plain_by_intent: dict[str | None, list[Route]] = {}
         self._form_table: dict[str, FormRoute] = {}
         self._flat_generation = -1
 
@@ -477,12 +480,28 @@ class Dispatcher(Router):
             self._form_routes = [r for r in self._flat if r.form is not None]
             # Routed normally: dialog routes have had their turn already (or cannot match).
             self._plain_routes = [r for r in self._flat if r.pending is None and r.form is None]
+            self._plain_by_intent = {}
             table: dict[str, FormRoute] = {}
             for entry in self.forms():
                 table.setdefault(entry.form.name, entry)
             self._form_table = table
             self._flat_generation = Router.generation
         return self._flat
+
+    def _plain_for(self, update: Update) -> list[Route]:
+        """The plain routes that can match this update's intent, in registration order:
+        a route with ``intent=`` is skipped unless the intent is one of its own (the
+        same answer as trying its filter, without walking every route per message)."""
+        u = update.understanding
+        intent = u.intent if u is not None else None
+        routes = self._plain_by_intent.get(intent)
+        if routes is None:
+            routes = [
+                r for r in self._plain_routes
+                if r.intents is None or (intent is not None and intent in r.intents)
+            ]
+            self._plain_by_intent[intent] = routes
+        return routes
 
     def _form_entry(self, name: str) -> FormRoute | None:
         self._flat_routes()
@@ -509,7 +528,7 @@ class Dispatcher(Router):
         elif state is not None and state.pending is not None:
             result = await self._while_pending(turn)
         if isinstance(result, _NoMatch):
-            result = await self._run(self._plain_routes, turn)
+            result = await self._run(self._plain_for(update), turn)
         return None if isinstance(result, _NoMatch) else result
 
     async def _during_form(self, turn: Turn, name: str) -> Routed:

@@ -8,6 +8,7 @@ The sender worker that calls the WeChat/WeCom APIs lives in ``bot.sender``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -17,6 +18,8 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.exceptions import IntegrityError
 from tortoise.expressions import Q
 from tortoise.models import Model
+
+from domain.groupcommit import GroupCommit
 
 
 class OutboundStatus(StrEnum):
@@ -79,6 +82,46 @@ async def enqueue(
         return await OutboundMessage.create(**fields_), True
     except IntegrityError:
         return await OutboundMessage.get(idempotency_key=idempotency_key), False
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    channel: str
+    recipient: str
+    payload: dict[str, Any]
+    idempotency_key: str
+    now: datetime
+
+
+async def insert_many(items: list[Outgoing]) -> list[None]:
+    """Record several messages in one INSERT; a key already recorded is skipped (as
+    ``enqueue`` would), within the batch too."""
+    await OutboundMessage.bulk_create(
+        [
+            OutboundMessage(
+                channel=m.channel, recipient=m.recipient, payload=m.payload,
+                idempotency_key=m.idempotency_key, next_attempt_at=m.now.astimezone(UTC),
+                created_at=m.now,
+            )
+            for m in items
+        ],
+        ignore_conflicts=True,
+    )
+    return [None] * len(items)
+
+
+class OutboxWriter(GroupCommit[Outgoing, None]):
+    """``enqueue`` for the request path: messages of concurrent requests are written by
+    one INSERT (group commit); each call returns once its row is committed."""
+
+    def __init__(self, *, max_items: int = 200, delay_s: float = 0.002) -> None:
+        super().__init__(insert_many, max_items=max_items, delay_s=delay_s)
+
+    async def enqueue(
+        self, *, channel: str, recipient: str, payload: dict[str, Any], idempotency_key: str,
+        now: datetime,
+    ) -> None:
+        await self.add(Outgoing(channel, recipient, payload, idempotency_key, now))
 
 
 async def claim_due(

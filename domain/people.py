@@ -65,6 +65,35 @@ async def touch_member(openid: str, now: datetime) -> tuple[Member, bool]:
         return await Member.get(openid=openid), False
 
 
+async def touch_members(openids: list[str], now: datetime) -> list[tuple[Member, bool]]:
+    """``touch_member`` for a batch (the actor directory's group commit): one SELECT,
+    and for new openids one INSERT and one SELECT, plus one UPDATE moving ``last_seen``
+    of those that were known. Results are in the order of ``openids``."""
+    unique = list(dict.fromkeys(openids))
+    found = {m.openid: m for m in await Member.filter(openid__in=unique)}
+    missing = [o for o in unique if o not in found]
+    created: set[str] = set()
+    if missing:
+        await Member.bulk_create(
+            [Member(openid=o, first_seen=now, last_seen=now) for o in missing],
+            ignore_conflicts=True,  # another process's first contact may have won
+        )
+        for m in await Member.filter(openid__in=missing):
+            found[m.openid] = m
+            created.add(m.openid)
+    known = [o for o in unique if o not in created]
+    if known:
+        await Member.filter(openid__in=known).update(last_seen=now)
+    return [(found[o], o in created) for o in openids]
+
+
+async def member_phones(openids: list[str]) -> list[str | None]:
+    """The phone numbers members gave (None if none or unknown), in the order asked."""
+    rows = await Member.filter(openid__in=list(set(openids))).values_list("openid", "phone")
+    phones = dict(rows)
+    return [phones.get(o) or None for o in openids]
+
+
 async def set_subscription(
     openid: str, subscribed: bool, now: datetime, scene: str | None = None
 ) -> Member:

@@ -10,7 +10,8 @@ from collections import OrderedDict
 from bot.channels import Channel, Inbound
 from bot.clock import Clock
 from bot.router import AUDIENCE, UNKNOWN, Actor
-from domain.people import Member, find_staff, touch_member
+from domain.groupcommit import GroupCommit
+from domain.people import Member, find_staff, touch_members
 
 log = logging.getLogger(__name__)
 # How stale a member's ``last_seen`` may get: it tells whether WeChat's 48-hour
@@ -38,6 +39,10 @@ class ActorDirectory:
         self._creating: dict[str, asyncio.Task[None]] = {}
         self._seen: OrderedDict[str, float] = OrderedDict()  # openid -> monotonic last write
         self._touching: set[asyncio.Task[None]] = set()
+        # New members' rows: concurrent first contacts share one INSERT.
+        self._members: GroupCommit[str, tuple[Member, bool]] = GroupCommit(
+            lambda openids: touch_members(openids, self.clock.now()), max_items=200, delay_s=0.003
+        )
 
     async def resolve(self, inbound: Inbound) -> Actor:
         key = f"{inbound.channel}:{inbound.user_id}"
@@ -70,9 +75,8 @@ class ActorDirectory:
 
         async def create() -> None:
             try:
-                member, created = await touch_member(openid, self.clock.now())
-                if not created:  # known from before this process: they are here again now
-                    await Member.filter(openid=openid).update(last_seen=self.clock.now())
+                # Known from before this process: touch_members moves last_seen on too.
+                member, _ = await self._members.add(openid)
                 actor = Actor(role=AUDIENCE, user_id=openid, id=member.id, name=member.nickname)
                 self._store(key, 0.0, actor)
                 self._seen.setdefault(openid, time.monotonic())

@@ -2,11 +2,14 @@
 
 Every chat message about showtimes would otherwise reload the same rows; a
 short TTL keeps replies fresh within a minute of a schedule change while the
-hot path stays off the database.
+hot path stays off the database. Concurrent misses of one key share one load
+(single flight): sixty-four requests arriving as an entry expires would
+otherwise send sixty-four identical queries to the database.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 import unicodedata
 from collections.abc import Awaitable, Callable, Hashable
@@ -15,6 +18,7 @@ from typing import Any, TypeVar
 
 from domain.catalog import Film, Showtime, upcoming_showtimes
 from domain.cinemas import Cinema, Hall, home_cinema
+from domain.people import Staff, StaffRole
 
 T = TypeVar("T")
 
@@ -28,6 +32,7 @@ class ReferenceData:
     def __init__(self, ttl: float = 60.0) -> None:
         self.ttl = ttl
         self._entries: dict[Hashable, tuple[float, Any]] = {}
+        self._loading: dict[Hashable, asyncio.Future[Any]] = {}
 
     def _fresh(self, key: Hashable) -> tuple[bool, Any]:
         hit = self._entries.get(key)
@@ -43,9 +48,24 @@ class ReferenceData:
 
     async def _cached(self, key: Hashable, load: Callable[[], Awaitable[T]]) -> T:
         found, value = self._fresh(key)
-        if not found:
+        if found:
+            return value  # type: ignore[no-any-return]
+        loading = self._loading.get(key)
+        if loading is not None:
+            return await asyncio.shield(loading)  # type: ignore[no-any-return]
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._loading[key] = future
+        try:
             value = await load()
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: no "never retrieved" warning without waiters
+            raise
+        else:
             self._store(key, value)
+            future.set_result(value)
+        finally:
+            del self._loading[key]
         return value  # type: ignore[no-any-return]
 
     def rendered(self, key: Hashable, build: Callable[[], str]) -> str:
@@ -61,6 +81,21 @@ class ReferenceData:
 
     async def cinema(self, cinema_id: int | None) -> Cinema | None:
         return await self._cached(("cinema", cinema_id), lambda: home_cinema(cinema_id))
+
+    async def responders(self, cinema_id: int) -> list[str]:
+        """WeCom userids of who answers a 「转人工」: the cinema's active managers, else
+        any active staff (a deactivation takes effect within the TTL)."""
+
+        async def load() -> list[str]:
+            active = Staff.filter(cinema_id=cinema_id, active=True)
+            managers = await active.filter(role=StaffRole.MANAGER).order_by("id").values_list(
+                "userid", flat=True
+            )
+            if managers:
+                return list(managers)
+            return list(await active.order_by("id").values_list("userid", flat=True))
+
+        return await self._cached(("responders", cinema_id), load)
 
     async def halls(self, cinema_id: int) -> list[Hall]:
         return await self._cached(

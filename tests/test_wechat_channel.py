@@ -334,3 +334,67 @@ async def test_a_scanned_code_from_the_menu_is_read_back(callbacks) -> None:
     status, reply = await callbacks.wechat_post(scancode_xml("https://cinema.example/t/123"))
     assert status == 200
     assert "已识别二维码：https://cinema.example/t/123" in reply["Content"]
+
+
+# The fast parser must agree with wechatpy's own on every message: same class, same fields.
+_PARSER_CASES = {
+    "text": "<xml><ToUserName><![CDATA[toUser]]></ToUserName><FromUserName><![CDATA[fromUser]]>"
+    "</FromUserName><CreateTime>1348831860</CreateTime><MsgType><![CDATA[text]]></MsgType>"
+    "<Content><![CDATA[this is a test]]></Content><MsgId>1234567890123456</MsgId></xml>",
+    "text-padded": "<xml><ToUserName>a</ToUserName><FromUserName>b</FromUserName><CreateTime>1"
+    "</CreateTime><MsgType>text</MsgType><Content><![CDATA[  你好  ]]></Content>"
+    "<MsgId>1</MsgId></xml>",
+    "text-empty": "<xml><ToUserName>a</ToUserName><FromUserName>b</FromUserName><CreateTime>1"
+    "</CreateTime><MsgType>text</MsgType><Content><![CDATA[]]></Content><MsgId>2</MsgId></xml>",
+    "image": "<xml><ToUserName>a</ToUserName><FromUserName>b</FromUserName><CreateTime>1"
+    "</CreateTime><MsgType>image</MsgType><PicUrl>http://x/y.jpg</PicUrl><MediaId>m</MediaId>"
+    "<MsgId>3</MsgId></xml>",
+    "location": "<xml><ToUserName>a</ToUserName><FromUserName>b</FromUserName><CreateTime>1"
+    "</CreateTime><MsgType>location</MsgType><Location_X>23.134521</Location_X><Location_Y>"
+    "113.358803</Location_Y><Scale>20</Scale><Label><![CDATA[位置信息]]></Label><MsgId>4</MsgId></xml>",
+    "subscribe-qrscene": "<xml><ToUserName>a</ToUserName><FromUserName>b</FromUserName>"
+    "<CreateTime>1</CreateTime><MsgType>event</MsgType><Event>subscribe</Event>"
+    "<EventKey>qrscene_tp:H3</EventKey><Ticket>T</Ticket></xml>",
+    "subscribe-barcode": "<xml><ToUserName>a</ToUserName><FromUserName>b</FromUserName>"
+    "<CreateTime>1</CreateTime><MsgType>event</MsgType><Event>subscribe</Event>"
+    "<EventKey>scanbarcode|EAN13|123</EventKey></xml>",
+    "scan": "<xml><ToUserName>a</ToUserName><FromUserName>b</FromUserName><CreateTime>1"
+    "</CreateTime><MsgType>event</MsgType><Event>SCAN</Event><EventKey>123</EventKey></xml>",
+    "click": "<xml><ToUserName>a</ToUserName><FromUserName>b</FromUserName><CreateTime>1"
+    "</CreateTime><MsgType>event</MsgType><Event>CLICK</Event><EventKey>menu</EventKey></xml>",
+    "event-without-event": "<xml><ToUserName>a</ToUserName><FromUserName>b</FromUserName>"
+    "<CreateTime>1</CreateTime><MsgType>event</MsgType></xml>",
+    "device": "<xml><ToUserName>a</ToUserName><FromUserName>b</FromUserName><CreateTime>1"
+    "</CreateTime><MsgType>device_event</MsgType><Event>bind</Event><DeviceType>t</DeviceType>"
+    "<DeviceID>d</DeviceID><Content>c</Content><SessionID>1</SessionID><OpenID>o</OpenID></xml>",
+    "unknown-type": "<xml><ToUserName>a</ToUserName><FromUserName>b</FromUserName><CreateTime>1"
+    "</CreateTime><MsgType>hologram</MsgType></xml>",
+    "nested-scancode": "<xml><ToUserName>a</ToUserName><FromUserName>b</FromUserName><CreateTime>1"
+    "</CreateTime><MsgType>event</MsgType><Event>scancode_waitmsg</Event><EventKey>k</EventKey>"
+    "<ScanCodeInfo><ScanType>qrcode</ScanType><ScanResult>r</ScanResult></ScanCodeInfo></xml>",
+    "repeated-tag": "<xml><ToUserName>a</ToUserName><ToUserName>c</ToUserName><FromUserName>b"
+    "</FromUserName><CreateTime>1</CreateTime><MsgType>text</MsgType><Content>x</Content></xml>",
+    "attribute": "<xml><ToUserName>a</ToUserName><FromUserName>b</FromUserName><CreateTime>1"
+    "</CreateTime><MsgType>text</MsgType><Content lang='zh'>x</Content><MsgId>5</MsgId></xml>",
+}
+
+
+@pytest.mark.parametrize("xml", _PARSER_CASES.values(), ids=_PARSER_CASES.keys())
+def test_the_fast_parser_agrees_with_wechatpy(xml: str) -> None:
+    from wechatpy import parse_message
+
+    from bot.channels.wechat import parse_wechat
+
+    ours, theirs = parse_wechat(xml.encode()), parse_message(xml)
+    assert type(ours) is type(theirs)
+    assert dict(ours._data) == dict(theirs._data)
+
+
+def test_only_flat_messages_take_the_fast_path() -> None:
+    from bot.channels.wechat import flat_fields
+
+    assert flat_fields(_PARSER_CASES["text"].encode())["Content"] == "this is a test"
+    assert flat_fields(_PARSER_CASES["text-empty"].encode())["Content"] is None
+    for name in ("nested-scancode", "repeated-tag", "attribute"):
+        assert flat_fields(_PARSER_CASES[name].encode()) is None, name
+    assert flat_fields(b"<xml><a>") is None

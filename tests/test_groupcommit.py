@@ -1,0 +1,163 @@
+"""Group commit: concurrent writes share one statement, every caller still learns its own
+outcome, and nothing is acknowledged before it is written."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import pytest
+import redis.asyncio as aioredis
+
+import domain
+from bot.redisbatch import CommandBatcher
+from bot.storage import open_database
+from domain.groupcommit import GroupCommit
+from domain.outbox import OutboundMessage, OutboxWriter
+from domain.people import Member, member_phones, touch_members
+from handlers.reference import ReferenceData
+
+NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+async def db(database_url: str) -> AsyncIterator[None]:
+    async with open_database(database_url, domain.MODEL_MODULES, domain.MIGRATIONS):
+        yield
+
+
+async def test_concurrent_items_share_a_flush_and_get_their_own_results() -> None:
+    batches: list[list[int]] = []
+
+    async def flush(items: list[int]) -> list[int]:
+        batches.append(list(items))
+        await asyncio.sleep(0.01)
+        return [i * 10 for i in items]
+
+    group: GroupCommit[int, int] = GroupCommit(flush, delay_s=0.001)
+    results = await asyncio.gather(*(group.add(i) for i in range(20)))
+    assert results == [i * 10 for i in range(20)]
+    assert batches == [list(range(20))]
+
+
+async def test_items_arriving_during_a_flush_wait_for_the_next_one() -> None:
+    batches: list[list[str]] = []
+    writing = asyncio.Event()
+    release = asyncio.Event()
+
+    async def flush(items: list[str]) -> list[None]:
+        batches.append(list(items))
+        writing.set()
+        await release.wait()
+        return [None] * len(items)
+
+    group: GroupCommit[str, None] = GroupCommit(flush, delay_s=0.0)
+    first = asyncio.ensure_future(group.add("a"))
+    await writing.wait()
+    later = [asyncio.ensure_future(group.add(x)) for x in "bcd"]
+    await asyncio.sleep(0.01)
+    assert batches == [["a"]]  # one flush at a time: b, c, d are collecting
+    assert not any(f.done() for f in [first, *later])  # nobody is told before the write
+    release.set()
+    await asyncio.gather(first, *later)
+    assert batches == [["a"], ["b", "c", "d"]]
+
+
+async def test_a_failed_flush_fails_every_caller_of_its_batch_and_not_the_next() -> None:
+    calls = 0
+
+    async def flush(items: list[int]) -> list[int]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("database gone")
+        return items
+
+    group: GroupCommit[int, int] = GroupCommit(flush, delay_s=0.001)
+    outcomes = await asyncio.gather(group.add(1), group.add(2), return_exceptions=True)
+    assert all(isinstance(o, RuntimeError) for o in outcomes)
+    assert await group.add(3) == 3
+
+
+async def test_batches_are_capped_at_max_items() -> None:
+    sizes: list[int] = []
+
+    async def flush(items: list[int]) -> list[int]:
+        sizes.append(len(items))
+        return items
+
+    group: GroupCommit[int, int] = GroupCommit(flush, max_items=4, delay_s=0.001)
+    assert await asyncio.gather(*(group.add(i) for i in range(10))) == list(range(10))
+    assert max(sizes) <= 4 and sum(sizes) == 10
+
+
+async def test_the_outbox_writer_records_each_key_once(db: None) -> None:
+    writer = OutboxWriter(delay_s=0.001)
+    payload = {"msgtype": "text", "text": {"content": "hi"}}
+    await asyncio.gather(
+        *(
+            writer.enqueue(channel="wecom", recipient=f"u{i % 3}", payload=payload,
+                           idempotency_key=f"k{i % 3}", now=NOW)
+            for i in range(9)
+        )
+    )
+    await writer.enqueue(channel="wecom", recipient="u0", payload=payload, idempotency_key="k0", now=NOW)
+    rows = await OutboundMessage.all().order_by("idempotency_key")
+    assert [(r.idempotency_key, r.recipient) for r in rows] == [("k0", "u0"), ("k1", "u1"), ("k2", "u2")]
+    assert writer.batches == 2
+
+
+async def test_members_are_created_once_in_a_batch_and_known_ones_are_touched(db: None) -> None:
+    old = await Member.create(openid="known", first_seen=NOW.replace(year=2025),
+                              last_seen=NOW.replace(year=2025), phone="13812341234")
+    results = await touch_members(["new1", "known", "new2", "new1"], NOW)
+    assert [(m.openid, created) for m, created in results] == [
+        ("new1", True), ("known", False), ("new2", True), ("new1", True),
+    ]
+    assert results[0][0].id == results[3][0].id
+    assert await Member.all().count() == 3
+    await old.refresh_from_db()
+    assert old.last_seen == NOW
+    assert await member_phones(["known", "new1", "nobody"]) == ["13812341234", None, None]
+
+
+async def test_the_shared_redis_batcher_sends_one_pipeline_at_a_time(redis: aioredis.Redis) -> None:
+    batcher = CommandBatcher(redis, max_inflight=1)
+    sent: list[int] = []
+    original = batcher._send
+
+    async def counting(batch):  # type: ignore[no-untyped-def]
+        sent.append(len(batch))
+        await original(batch)
+
+    batcher._send = counting  # type: ignore[method-assign]
+    first = batcher.execute("SET", "a", "1")
+    await asyncio.sleep(0)  # the first pipeline is on its way
+    rest = [batcher.execute("INCR", "n") for _ in range(30)]
+    assert await first is True
+    assert sorted(await asyncio.gather(*rest)) == list(range(1, 31))
+    assert sent == [1, 30]  # what came during the first round trip went as one
+
+
+async def test_concurrent_cache_misses_load_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    reference = ReferenceData()
+    loads = 0
+
+    async def load() -> str:
+        nonlocal loads
+        loads += 1
+        await asyncio.sleep(0.01)
+        return "rows"
+
+    assert await asyncio.gather(*(reference._cached("k", load) for _ in range(64))) == ["rows"] * 64
+    assert loads == 1
+
+    async def broken() -> str:
+        raise RuntimeError("db down")
+
+    reference.clear()
+    outcomes = await asyncio.gather(*(reference._cached("k", broken) for _ in range(3)),
+                                    return_exceptions=True)
+    assert all(isinstance(o, RuntimeError) for o in outcomes)
+    assert await reference._cached("k", load) == "rows"  # a failure is not cached
