@@ -616,7 +616,9 @@ async def escalate(
         people = [p for p in await on_duty(order.cinema_id, order.team, now) if p.userid not in tried]
         nxt = await pick_assignee(order.cinema_id, order.team, now, exclude=tried) if people else None
     if nxt is None:
-        ms = [m for m in await managers(order.cinema_id) if m.userid != order.assignee]
+        # The manager on duty now, else any manager of the cinema.
+        duty = [m for m in await on_duty(order.cinema_id, "management", now) if m.userid != order.assignee]
+        ms = duty or [m for m in await managers(order.cinema_id) if m.userid != order.assignee]
         nxt = ms[0] if ms else None
     new_assignee = nxt.userid if nxt is not None else order.assignee
     watchers = list(order.watchers)

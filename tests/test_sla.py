@@ -267,6 +267,25 @@ async def test_with_nobody_else_on_the_floor_a_breach_goes_to_the_manager(
     assert order.assignee == "manager01" and order.watchers == ["staff01"]
 
 
+async def test_at_one_hundred_and_fifty_percent_the_manager_on_duty_gets_it(
+    cinema: Cinema, clock: FakeClock
+) -> None:
+    from domain.people import Staff, StaffRole
+
+    clock.set(at(21, 10, 30))
+    night = await Staff.create(cinema=cinema, userid="manager02", name="夜班经理", role=StaffRole.MANAGER)
+    # manager01's shift is moved away: manager02 runs the cinema this morning.
+    await workorders.Shift.filter(staff__userid="manager01").delete()
+    await workorders.add_shift(
+        cinema_id=cinema.id, staff=night, team="management", starts_at=at(21, 8),
+        ends_at=at(21, 16), by="manager01", now=clock.now(),
+    )
+    order = await report(cinema, clock)
+    clock.advance(minutes=5)
+    assert await check(order, clock, Desk()) == "escalated"
+    assert (await WorkOrder.get(id=order.id)).assignee == "manager02"  # not the first manager by id
+
+
 async def test_a_complaint_made_after_closing_is_not_late_before_opening(
     cinema: Cinema, clock: FakeClock
 ) -> None:
