@@ -634,8 +634,11 @@ async def escalate(
     return "escalated"
 
 
-async def due_for_check(limit: int = 500) -> list[WorkOrder]:
-    return await WorkOrder.filter(state__in=[s.value for s in ACTIVE]).order_by("created_at").limit(limit)
+async def due_for_check(after_id: int = 0, limit: int = 500) -> list[WorkOrder]:
+    """One page of active orders after ``after_id`` (page through them all by id)."""
+    return await WorkOrder.filter(
+        state__in=[s.value for s in ACTIVE], id__gt=after_id
+    ).order_by("id").limit(limit)
 
 
 # Reading ---------------------------------------------------------------------------------------

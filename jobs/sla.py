@@ -40,6 +40,21 @@ async def _timeline_only(
     """No desk wired in (a bare worker, a test): the timeline row is the whole record."""
 
 
+PAGE = 500  # active orders read at a time; every page is checked each tick
+
+
+async def _active_orders() -> list[WorkOrder]:
+    """Every active order, read a page at a time (a busy chain may have thousands)."""
+    out: list[WorkOrder] = []
+    after = 0
+    while True:
+        page = await workorders.due_for_check(after, PAGE)
+        out.extend(page)
+        if len(page) < PAGE:
+            return out
+        after = page[-1].id
+
+
 async def check_slas(ctx: JobContext) -> SlaRun:
     async with ctx.locks.leader(JOB_ID, ttl_seconds=LOCK_TTL_S) as is_leader:
         if not is_leader:
@@ -47,7 +62,7 @@ async def check_slas(ctx: JobContext) -> SlaRun:
         now = ctx.clock.now()
         notify: Notify = ctx.desk_notify or _timeline_only
         checked = warned = escalated = failed = 0
-        for order in await workorders.due_for_check():
+        for order in await _active_orders():
             checked += 1
             try:
                 outcome = await workorders.check_sla(order, now, notify)

@@ -501,3 +501,17 @@ async def test_the_scheduler_inside_the_app_escalates_a_late_complaint(
     assert event.retval.escalated == 1
     assert (await WorkOrder.get(id=order.id)).assignee == "staff02"
     assert await client.app[REDIS].exists(f"cinebot:leader:{sla_job.JOB_ID}") == 0
+
+
+async def test_the_job_checks_every_active_order_past_the_first_page(
+    cinema: Cinema, clock: FakeClock, replicas: tuple[JobContext, JobContext],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(sla_job, "PAGE", 2)
+    clock.set(at(21, 14, 30))
+    orders = [await report(cinema, clock) for _ in range(5)]
+    clock.advance(minutes=4)  # 80 %: every one of them is due a warning
+    run = await sla_job.check_slas(replicas[0])
+    assert (run.checked, run.warned) == (5, 5)
+    for order in orders:
+        assert [e.action for e in await timeline(order, "sla_warning")] == ["sla_warning"]
