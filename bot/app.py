@@ -20,6 +20,7 @@ from tortoise.connection import get_connection
 
 import domain
 from bot import ingest as telemetry_ingest
+from bot import telemetry_stream
 from bot.callbacks import CallbackEndpoint, LateReplySink
 from bot.channels import Inbound
 from bot.channels.wechat import WeChatCodec
@@ -40,7 +41,7 @@ from bot.settings import Settings
 from bot.storage import open_database, open_redis
 from bot.wxapi import WeChatApi, WeComApi
 from domain import demo as demo_data
-from domain import outbox, ticketing
+from domain import outbox, telemetry_minutes, ticketing
 from handlers import build_router
 from handlers import api as ticket_api
 from handlers import pages
@@ -55,6 +56,7 @@ from handlers.reference import ReferenceData
 from jobs.context import JobContext
 from jobs.locks import LeaderLocks
 from jobs.scheduler import build_scheduler, stop_scheduler
+from telemetry.aggregate import MinuteAggregates, MinuteFlusher
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +78,8 @@ INVENTORY = web.AppKey("inventory", SeatInventory)
 PAYMENTS = web.AppKey("payments", Payments)
 DESK = web.AppKey("desk", WorkOrderMessages)
 TELEMETRY = web.AppKey("telemetry", telemetry_ingest.TelemetryIngest)
+TELEMETRY_STREAM = web.AppKey("telemetry_stream", telemetry_stream.StreamConsumer)
+TELEMETRY_MINUTES = web.AppKey("telemetry_minutes", MinuteFlusher)
 
 Cleanup = Callable[[web.Application], AsyncIterator[None]]
 
@@ -224,6 +228,7 @@ def _pipeline(understand: Understander | None, late_reply: LateReplySink | None)
             tickets=app[ticket_api.API],
             desk=_desk(app),
             dialogs=DialogStore(app[REDIS], clock, batcher),
+            telemetry_rules=telemetry_ingest.StoredRulesBook(lambda: app.get(TELEMETRY)),
             outbox=outbox.OutboxWriter(),
         )
         dispatcher.include(build_router())
@@ -288,6 +293,7 @@ def _telemetry(tick: bool, every_s: float = 30.0) -> Cleanup:
             app[CLOCK], _desk(app), app[REDIS], tolerance_s=settings.timestamp_tolerance,
             on_card=wake,
         )
+        await ingest.refresh_rules(force=True)  # stored limits from the start
         task = None
         if tick:
             async def ticking() -> None:
@@ -299,12 +305,28 @@ def _telemetry(tick: bool, every_s: float = 30.0) -> Cleanup:
                         log.exception("telemetry tick failed")
 
             task = asyncio.create_task(ticking(), name="telemetry-tick")
+        # Per-minute aggregates of what this process ingests, written every minute and
+        # at shutdown; the Redis stream's consumer group feeds the same ingest.
+        minutes = MinuteAggregates()
+        ingest.on_readings = minutes.add
+        flusher = app[TELEMETRY_MINUTES] = MinuteFlusher(
+            minutes, telemetry_minutes.record_minutes, app[CLOCK].timestamp
+        )
+        stream = app[TELEMETRY_STREAM] = telemetry_stream.StreamConsumer(app[REDIS], ingest)
+        stop = asyncio.Event()
+        workers = [
+            asyncio.create_task(stream.run(stop), name="telemetry-stream"),
+            asyncio.create_task(flusher.run(stop), name="telemetry-minutes"),
+        ]
         try:
             yield
         finally:
             if task is not None:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
+            stop.set()  # the consumer stops reading before the last flush
+            await asyncio.gather(*workers, return_exceptions=True)
+            await flusher.close()
 
     return ctx
 
@@ -359,6 +381,7 @@ def _scheduler(demo: bool) -> Cleanup:
                 app[SETTINGS].public_url, app[SETTINGS].wecom_agent_id, app[CLOCK],
                 app[SETTINGS].secret_key,
             ).invite,
+            telemetry_retention_days=app[SETTINGS].telemetry_retention_days,
         )
         scheduler = build_scheduler(job_ctx, demo=demo)
         scheduler.start()

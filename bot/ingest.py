@@ -14,7 +14,7 @@ is validated on its own; the good ones are accepted and the answer is
 
 Accepted readings go through the process's one :class:`telemetry.evaluator.Evaluator`
 (the same code as ``cinebot telemetry replay``) and into a short recent window per
-device in Redis (the last ``WINDOW`` readings, one script call per batch). The alert events it emits become ``domain.devices`` alert records and
+device in Redis (the last ``WINDOW`` readings, one script call per batch). The alert events it emits become ``domain.alerts`` records and
 ALERT work orders (firing → opened or joined, a card for the on-duty engineer;
 resolved → resolved by the system), one at a time so one incident gets one card.
 
@@ -30,7 +30,7 @@ import hmac
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -38,10 +38,15 @@ import redis.asyncio as aioredis
 from aiohttp import web
 
 from bot.clock import Clock
-from domain import devices
-from domain.devices import DevicePlace, Fired
+from domain import devices, projectors
+from domain import alerts as alert_records
+from domain.alerts import SPARK_METRIC, Fired, sparkline
+from domain.devices import DevicePlace
 from telemetry.alerts import RANK, AlertEvent, title
 from telemetry.evaluator import Evaluator
+from telemetry.health import assess
+from telemetry.health import fingerprint as health_fingerprint
+from telemetry.rules import DeviceRules, RulesError, stored_ruleset
 from telemetry.readings import Reading, ReadingError
 
 log = logging.getLogger(__name__)
@@ -55,6 +60,8 @@ BOX_CACHE_S = 60.0  # a deactivated box or a new key takes effect within a minut
 PLACES_RELOAD_S = 10.0  # an unknown device re-reads the cinema's projectors at most this often
 WINDOW = 360  # readings kept per device in Redis (an hour at one every 10 s)
 WINDOW_TTL_S = 24 * 3600
+RULES_CHECK_S = 30.0  # how often a process looks for stored limits changed elsewhere
+HEALTH_REFRESH_S = 300.0  # a health snapshot is rewritten at least this often (else when it changes)
 
 Notify = Callable[..., Awaitable[None]]
 # KEYS: one list per device; ARGV: window, ttl, each key's row count, then the rows in order.
@@ -96,6 +103,34 @@ def _refuse(status: int, code: str, message: str) -> web.Response:
     return web.json_response({"error": code, "message": message}, status=status)
 
 
+class Refused(Exception):
+    """Why a signed batch is not taken: the HTTP answer, and the dead-letter reason of
+    the Redis stream (``bot.telemetry_stream``), which checks entries the same way."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.status, self.code, self.message = status, code, message
+
+
+def _signed(key: str, stamp: str, body: bytes, signature: str) -> bool:
+    return hmac.compare_digest(sign(key, stamp, body).encode(), signature.lower().encode())
+
+
+def parse_batch(body: bytes) -> list[Any]:
+    """A JSON list of readings or ``{"readings": [...]}``; :class:`Refused` otherwise."""
+    try:
+        batch = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise Refused(400, "bad_json", "body is not JSON") from None
+    if isinstance(batch, dict) and isinstance(batch.get("readings"), list):
+        batch = batch["readings"]
+    if not isinstance(batch, list):
+        raise Refused(400, "not_a_batch", 'expected a JSON list or {"readings": [...]}')
+    if len(batch) > MAX_ITEMS:
+        raise Refused(413, "too_many", f"at most {MAX_ITEMS} readings a batch")
+    return batch
+
+
 class TelemetryIngest:
     def __init__(
         self,
@@ -117,6 +152,9 @@ class TelemetryIngest:
         self.max_body = max_body
         self.window = window
         self.on_card = on_card
+        # Sees every accepted batch (cinema, readings), e.g. the per-minute aggregates;
+        # it must be quick and must not raise: it runs on the ingest path.
+        self.on_readings: Callable[[int, list[Reading]], None] | None = None
         self.accepted = 0
         self.rejected = 0
         self.events = 0
@@ -125,6 +163,13 @@ class TelemetryIngest:
         self._device_place: dict[str, DevicePlace] = {}
         self._push: Any = None  # the registered window script
         self._alerts = asyncio.Lock()  # alert events one at a time: one incident, one card
+        # Stored limits (domain.devices.TelemetryRule) over the evaluator's own defaults.
+        self._defaults = self.evaluator.rules.defaults
+        self._rules_version: tuple[Any, ...] | None = None
+        self._rules_due = 0.0  # monotonic time of the next look for changed stored limits
+        self.rules_problems: list[str] = []  # stored rows left out (they would not load)
+        self._models: dict[str, str] = {}  # device -> projector model (rated light-source life)
+        self._health: dict[str, tuple[tuple[Any, ...], float]] = {}  # device -> (fingerprint, written)
 
     # --- authentication --------------------------------------------------------------------
 
@@ -147,27 +192,42 @@ class TelemetryIngest:
             self._places[cinema_id] = loaded
         return loaded[1].get(device_id)
 
-    # --- the endpoint ----------------------------------------------------------------------
-
-    async def post(self, request: web.Request) -> web.Response:
-        box_id = request.headers.get(BOX_HEADER, "")
-        stamp = request.headers.get(TIMESTAMP_HEADER, "")
-        signature = request.headers.get(SIGNATURE_HEADER, "")
+    async def sender(self, box_id: str, stamp: str, signature: str, now: float) -> tuple[str, int]:
+        """(key, cinema) of an active box whose signing fields are complete and whose
+        timestamp is within the tolerance of ``now``; :class:`Refused` (401) otherwise."""
         if not (box_id and stamp and signature):
-            self.rejected += 1
-            return _refuse(401, "unsigned", f"needs {BOX_HEADER}, {TIMESTAMP_HEADER}, {SIGNATURE_HEADER}")
+            raise Refused(401, "unsigned", f"needs {BOX_HEADER}, {TIMESTAMP_HEADER}, {SIGNATURE_HEADER}")
         try:
             sent = int(stamp)
         except ValueError:
-            self.rejected += 1
-            return _refuse(401, "bad_timestamp", "timestamp must be unix seconds")
-        if abs(self.clock.timestamp() - sent) > self.tolerance_s:
-            self.rejected += 1
-            return _refuse(401, "stale", f"timestamp outside ±{self.tolerance_s} s")
+            raise Refused(401, "bad_timestamp", "timestamp must be unix seconds") from None
+        if abs(now - sent) > self.tolerance_s:
+            raise Refused(401, "stale", f"timestamp outside ±{self.tolerance_s} s")
         box = await self._box(box_id[:64])
         if box is None:
+            raise Refused(401, "bad_signature", "unknown box or wrong signature")
+        return box
+
+    async def verify(self, box_id: str, stamp: str, signature: str, body: bytes, now: float) -> int:
+        """The cinema of a batch signed by a known box, checked exactly as ``post`` checks
+        a request (``now``: when it arrived); :class:`Refused` otherwise."""
+        key, cinema_id = await self.sender(box_id, stamp, signature, now)
+        if not _signed(key, stamp, body, signature):
+            raise Refused(401, "bad_signature", "unknown box or wrong signature")
+        return cinema_id
+
+    # --- the endpoint ----------------------------------------------------------------------
+
+    async def post(self, request: web.Request) -> web.Response:
+        stamp = request.headers.get(TIMESTAMP_HEADER, "")
+        signature = request.headers.get(SIGNATURE_HEADER, "")
+        try:
+            box = await self.sender(
+                request.headers.get(BOX_HEADER, ""), stamp, signature, self.clock.timestamp()
+            )
+        except Refused as exc:
             self.rejected += 1
-            return _refuse(401, "bad_signature", "unknown box or wrong signature")
+            return _refuse(exc.status, exc.code, exc.message)
         # Only a known box with a fresh timestamp gets its body read.
         length = request.content_length
         if length is not None and length > self.max_body:
@@ -175,19 +235,13 @@ class TelemetryIngest:
         body = await self._read(request)
         if body is None:
             return _refuse(413, "too_large", f"body over {self.max_body} bytes")
-        if not hmac.compare_digest(sign(box[0], stamp, body).encode(), signature.lower().encode()):
+        if not _signed(box[0], stamp, body, signature):
             self.rejected += 1
             return _refuse(401, "bad_signature", "unknown box or wrong signature")
         try:
-            batch = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
-            return _refuse(400, "bad_json", "body is not JSON")
-        if isinstance(batch, dict) and isinstance(batch.get("readings"), list):
-            batch = batch["readings"]
-        if not isinstance(batch, list):
-            return _refuse(400, "not_a_batch", 'expected a JSON list or {"readings": [...]}')
-        if len(batch) > MAX_ITEMS:
-            return _refuse(413, "too_many", f"at most {MAX_ITEMS} readings a batch")
+            batch = parse_batch(body)
+        except Refused as exc:
+            return _refuse(exc.status, exc.code, exc.message)
         accepted, errors = await self.ingest(box[1], batch)
         return web.json_response({"accepted": accepted, "errors": errors}, status=202)
 
@@ -227,6 +281,8 @@ class TelemetryIngest:
                     continue
                 place_of[r.device_id] = place
             good.append(r)
+        if time.monotonic() >= self._rules_due:
+            await self.refresh_rules()
         observe = self.evaluator.observe
         events: list[AlertEvent] = []
         for r in good:
@@ -234,6 +290,8 @@ class TelemetryIngest:
             if out:
                 events.extend(out)
         self.accepted += len(good)
+        if self.on_readings is not None and good:
+            self.on_readings(cinema_id, good)
         if self.redis is not None and good and self.window:
             await self._remember(good)
         if events:
@@ -275,6 +333,67 @@ class TelemetryIngest:
         events = self.evaluator.tick(self.clock.timestamp())
         if events:
             await self.handle(events)
+        await self.refresh_rules()
+        await self.write_health()
+
+    # --- stored limits and health snapshots --------------------------------------------------
+
+    async def refresh_rules(self, force: bool = False) -> bool:
+        """Load the stored limits into the evaluator if they (or the projectors) changed,
+        or with ``force``: whether they were loaded. Devices keep what they have learned.
+        A failure keeps the limits in force; the next look tries again."""
+        self._rules_due = time.monotonic() + RULES_CHECK_S
+        try:
+            version = await projectors.rules_version()
+            if not force and version == self._rules_version:
+                return False
+            stored = await projectors.stored_rules()
+            rules, problems = stored_ruleset(stored.cinemas, stored.devices, stored.device_cinema, self._defaults)
+            changed = self.evaluator.set_rules(rules)
+        except Exception:
+            log.exception("stored telemetry rules not loaded")
+            return False
+        self._rules_version = version
+        self._models = stored.models
+        for problem in problems:
+            if problem not in self.rules_problems:
+                log.warning("stored telemetry rule left out", extra={"problem": problem})
+        self.rules_problems = problems
+        for device_id in changed:
+            self._health.pop(device_id, None)  # its snapshot shows the new limits at the next tick
+        if changed:
+            log.info("telemetry limits changed", extra={"devices": len(changed)})
+        return True
+
+    async def write_health(self, now: float | None = None) -> int:
+        """Health snapshots (``Projector.health``) of the devices whose health changed, and
+        of every device at least every ``HEALTH_REFRESH_S``: how many were written."""
+        t = self.clock.timestamp() if now is None else now
+        at = datetime.fromtimestamp(t, UTC)
+        if any(d not in self._models for d in self._device_place):
+            await self.refresh_rules()  # a projector added since the last look (its model)
+        due: list[tuple[str, int | None, dict[str, Any]]] = []
+        keys: dict[str, tuple[Any, ...]] = {}
+        for device_id, st in list(self.evaluator.devices.items()):
+            if device_id not in self._device_place:
+                continue  # not (yet) a projector this process has placed
+            health = assess(st, t, self._models.get(device_id, ""))
+            key = health_fingerprint(health)
+            last = self._health.get(device_id)
+            if last is not None and last[0] == key and t - last[1] < HEALTH_REFRESH_S:
+                continue
+            due.append((device_id, health.score, health.to_json()))
+            keys[device_id] = key
+        for start in range(0, len(due), 500):  # one transaction per few hundred rows
+            part = due[start:start + 500]
+            try:
+                await projectors.save_health(part, at)
+            except Exception:
+                log.exception("health snapshots not written", extra={"devices": len(part)})
+                return start
+            for device_id, _, _ in part:
+                self._health[device_id] = (keys[device_id], t)
+        return len(due)
 
     # --- alert events -> records, work orders, cards -----------------------------------------
 
@@ -293,7 +412,7 @@ class TelemetryIngest:
         now = self.clock.now()
         at = datetime.fromtimestamp(ev.t, UTC)
         if ev.state == "resolved":
-            await devices.alert_resolved(ev.device_id, ev.rule, at, now, self.notify)
+            await alert_records.alert_resolved(ev.device_id, ev.rule, at, now, self.notify)
             self._woke()
             return
         place = self._device_place.get(ev.device_id)
@@ -303,11 +422,28 @@ class TelemetryIngest:
         fired = Fired(
             device_id=ev.device_id, rule=ev.rule, severity=ev.severity, title=title(ev.rule),
             message=ev.message, alert_id=ev.alert_id, at=at, value=ev.value, limit=ev.limit,
-            predicted_at=predicted,
+            predicted_at=predicted, spark=await self._spark(ev.device_id, ev.rule),
         )
-        _, _, opened = await devices.alert_fired(place, fired, now, self.notify)
-        if opened:
+        _, _, told = await alert_records.alert_fired(place, fired, now, self.notify)
+        if told:
             self._woke()
+
+    async def _spark(self, device_id: str, rule: str, n: int = 60) -> str:
+        """The rule's metric over the device's last readings as a text sparkline (the card's
+        trend): from the Redis window, else the evaluator's own short temperature ring."""
+        metric = SPARK_METRIC.get(rule)
+        if metric is None:
+            return ""
+        try:
+            values = [row["m"].get(metric) for row in await self.recent(device_id, n)]
+        except Exception:  # the trend is a nicety: the alert goes out without it
+            log.exception("telemetry window read failed")
+            values = []
+        st = self.evaluator.devices.get(device_id)
+        if not any(v is not None for v in values) and metric == "temperature_c" and st is not None:
+            k = min(st.ring_n, len(st.ring_T))
+            values = [st.ring_T[(st.ring_head - k + i) % len(st.ring_T)] for i in range(k)]
+        return sparkline(values)
 
     def _woke(self) -> None:
         if self.on_card is not None:
@@ -319,3 +455,29 @@ def view(ingest: Callable[[], TelemetryIngest]) -> Callable[[web.Request], Await
         return await ingest().post(request)
 
     return post
+
+
+class StoredRulesBook:
+    """Stored limits as chat changes them (``domain.projectors.RuleBook``): the defaults
+    and checks of the rules-file code, and a nudge so this process uses a change at once
+    (other processes find it within ``RULES_CHECK_S``)."""
+
+    def __init__(self, ingest: Callable[[], TelemetryIngest | None], defaults: DeviceRules | None = None) -> None:
+        self._ingest = ingest
+        self.defaults = defaults or DeviceRules()
+
+    def default(self, key: str) -> float:
+        value = getattr(self.defaults, key, None)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise KeyError(key)
+        return float(value)
+
+    def check(self, cinema: Mapping[str, Any], devices: Mapping[str, Mapping[str, Any]]) -> None:
+        _, problems = stored_ruleset({"*": cinema}, devices, {d: "*" for d in devices}, self.defaults)
+        if problems:
+            raise RulesError(problems[0])
+
+    async def changed(self) -> None:
+        ingest = self._ingest()
+        if ingest is not None:
+            await ingest.refresh_rules(force=True)

@@ -81,6 +81,8 @@ class Settings:
     wechatpay_public_key: str = ""  # path to WeChat Pay's public key (or platform certificate)
     wechatpay_public_key_id: str = ""  # PUB_KEY_ID_… (or the certificate's serial)
     wechatpay_api_base: str = "https://api.mch.weixin.qq.com"
+    # Days the per-minute telemetry aggregates (telemetry_minute) are kept.
+    telemetry_retention_days: int = 30
 
     @property
     def is_sqlite(self) -> bool:
@@ -249,6 +251,7 @@ _CONVERTERS = {
     "max_body_bytes": _positive_int,
     "timestamp_tolerance": _positive_int,
     "dedup_ttl": _positive_int,
+    "telemetry_retention_days": _positive_int,
     "handler_budget": _positive_float,
     "log_level": _log_level,
     "wechat_aes_key": _aes_key,

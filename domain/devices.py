@@ -5,23 +5,11 @@ from __future__ import annotations
 import logging
 import secrets
 from dataclasses import dataclass
-from datetime import datetime
 
 from tortoise import fields
 from tortoise.models import Model
 
 from domain.cinemas import Cinema, Hall
-from domain.workorders import (
-    ACTIVE,
-    SYSTEM,
-    Kind,
-    Notify,
-    Who,
-    WorkOrder,
-    WorkOrderError,
-    act,
-    open_order,
-)
 
 log = logging.getLogger(__name__)
 
@@ -185,93 +173,4 @@ class TelemetryMinute(Model):
         table = "telemetry_minute"
         unique_together = (("device_id", "minute", "metric"),)
 
-
-# Alerts -> work orders ------------------------------------------------------------------
-SEVERITY_PRIORITY = {"critical": "P1", "warning": "P2"}
-_RANK = {"warning": 1, "critical": 2}
-TELEMETRY = Who("telemetry", "system", None, "设备监测")
-
-
-def _category(rule: str) -> str:
-    return "picture" if rule.startswith("brightness") else "facility"
-
-
-@dataclass(frozen=True, slots=True)
-class Fired:
-    device_id: str
-    rule: str
-    severity: str  # warning | critical
-    title: str
-    message: str
-    alert_id: str  # the evaluator's id of this incident
-    at: datetime  # the reading's time
-    value: float | None = None
-    limit: float | None = None
-    predicted_at: datetime | None = None
-
-
-async def alert_fired(
-    place: DevicePlace, alert: Fired, now: datetime, notify: Notify
-) -> tuple[AlertRecord, WorkOrder | None, bool]:
-    """A firing alert opens an ALERT work order for the hall's engineering team, or joins
-    the one its incident already has (a repeat or a rise in severity): (record, order, opened).
-
-    The incident is the (device, rule) pair while it fires: a repeat, an escalation or the
-    same alert after a restart of the evaluator joins it; after its resolve, a firing is a
-    new incident with a new work order."""
-    record = await AlertRecord.filter(
-        device_id=alert.device_id, rule=alert.rule, state="firing"
-    ).order_by("-id").first()
-    if record is not None:
-        if _RANK.get(alert.severity, 0) > _RANK.get(record.severity, 0):
-            record.severity = alert.severity
-            record.message = alert.message[:300]
-            record.value, record.limit = alert.value, alert.limit
-            await record.save(update_fields=["severity", "message", "value", "limit"])
-        order = await WorkOrder.get_or_none(id=record.work_order_id) if record.work_order_id else None
-        return record, order, False
-    stamp = int(alert.at.timestamp())
-    key = f"alert:{alert.device_id}:{alert.rule}:{alert.alert_id}@{stamp}"
-    if len(key) > 128:
-        key = f"alert:{alert.alert_id}@{stamp}"
-    record = await AlertRecord.create(
-        alert_id=key[6:], cinema_id=place.cinema_id, device_id=alert.device_id, hall=place.hall,
-        rule=alert.rule, severity=alert.severity, state="firing", message=alert.message[:300],
-        value=alert.value, limit=alert.limit, predicted_at=alert.predicted_at, fired_at=alert.at,
-        created_at=now,
-    )
-    reporter = Who(TELEMETRY.user_id, TELEMETRY.role, place.cinema_id, TELEMETRY.name)
-    order, opened = await open_order(
-        cinema_id=place.cinema_id, kind=Kind.ALERT, category=_category(alert.rule),
-        summary=f"{place.hall}放映机：{alert.title}", reporter=reporter, now=now,
-        severity=SEVERITY_PRIORITY.get(alert.severity, "P2"), source="telemetry", source_key=key,
-        hall=place.hall[:16], description=f"{alert.device_id}：{alert.message}",
-        team="engineering", notify=notify,
-    )
-    record.work_order_id = order.id
-    await record.save(update_fields=["work_order_id"])
-    return record, order, opened
-
-
-async def alert_resolved(
-    device_id: str, rule: str, at: datetime, now: datetime, notify: Notify
-) -> WorkOrder | None:
-    """The incident's condition has cleared: its record is resolved and its work order
-    resolved by the system ("告警已恢复"), once; an order a person already finished stays."""
-    record = await AlertRecord.filter(device_id=device_id, rule=rule, state="firing").order_by("-id").first()
-    if record is None:
-        return None
-    updated = await AlertRecord.filter(id=record.id, state="firing").update(state="resolved", resolved_at=at)
-    if not updated or record.work_order_id is None:
-        return None
-    order = await WorkOrder.get_or_none(id=record.work_order_id)
-    if order is None or order.state not in ACTIVE:
-        return order
-    try:
-        return await act(
-            order, "resolve", SYSTEM, now, notify=notify, message_key=f"{record.alert_id}:resolved",
-            action_taken="告警已恢复", cause=record.message[:200] or "设备告警",
-        )
-    except WorkOrderError as exc:  # e.g. still unassigned: nobody to tell, it stays for a person
-        log.info("alert work order left as it is", extra={"ref": order.ref, "reason": exc.code})
-        return order
+# The alert lifecycle (records -> work orders, silences, reminders) is in domain.alerts.

@@ -9,16 +9,19 @@ from bot.router import Router
 
 def build_router() -> Router:
     from handlers import (
-        checkin, events, menu, roster, showtimes, staff, tasks, tickets, workorders,
+        checkin, events, menu, projectors, roster, showtimes, staff, tasks, tickets, workorders,
     )
-    from handlers import feedback
+    from handlers import alert_cards, feedback
 
     root = Router("handlers")
     # Order matters: the first matching route handles a message.
     root.include(
         tasks.clicks,  # work-order card buttons, before staff's answer to stale cards
+        alert_cards.clicks,  # alert card buttons (al:…), likewise
+        alert_cards.router,  # 「3号厅维护中2小时」 (engineers, managers): before the intent model's reading
         staff.router, checkin.router,
         roster.router,  # exact phrases ("值班表", "排班 …") the intent model reads as task commands
+        projectors.router,  # 「3号厅放映机状态」「把3号厅亮度红线设为70%」: before faults and tasks
         # 「回复 W3K7Q: …」 and 「今天的满意度」 (WeCom); survey taps, QR scenes tp:… and
         # 「解决了/没有解决」 (audiences): before the task commands, work orders and events.
         feedback.managers, feedback.router,

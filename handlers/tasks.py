@@ -22,6 +22,7 @@ from bot.clock import Clock
 from bot.dialog import Ask, Dialog, Form
 from bot.replies import Button, Reply
 from bot.router import Actor, Router, Update
+from domain import alerts
 from domain.people import Staff
 from domain.workorders import (
     ACTIVE,
@@ -326,6 +327,8 @@ async def _acknowledge(
         order = await act(order, "acknowledge", who, now, notify=notify, message_key=key)
     except WorkOrderError as exc:
         return await _refused(exc)
+    if order.kind == Kind.ALERT:  # 「收到」 acknowledges its alerts too: no more reminders
+        await alerts.mark_acknowledged(order, who, now)
     desk.wake()
     if order.assignee != actor.user_id:
         holder = await Staff.get_or_none(userid=order.assignee)

@@ -35,6 +35,7 @@ from domain.workorders import (
     KIND_LABELS,
     STATE_LABELS,
     TEAM_LABELS,
+    Kind,
     State,
     WorkOrder,
     managers,
@@ -232,6 +233,38 @@ class WorkOrderMessages:
             key_part=f"warn-{clock.name}",
         )
 
+    # --- alert orders (handlers.alert_cards) ----------------------------------------------------
+
+    async def _on_opened(self, order: WorkOrder, conn: BaseDBAsyncClient, info: dict[str, Any]) -> None:
+        if order.kind == Kind.ALERT:
+            from handlers import alert_cards
+
+            await alert_cards.warn_staff(self, order, conn)
+
+    async def _on_alert_update(self, order: WorkOrder, conn: BaseDBAsyncClient, info: dict[str, Any]) -> None:
+        """An alert joined the order or rose in severity: every card is redrawn. A rise in
+        priority is news: the holder gets a fresh card (whose code also lets the final
+        「已恢复」 reach it), and the floor staff may need to know. A holder whose card can no
+        longer be updated (its codes spent) gets a fresh one too."""
+        raised = bool(info.get("raised"))
+        fresh: set[int] = set()
+        if raised and order.assignee:
+            fresh.add(await self._send_card(order, conn, order.assignee, "u", head="⬆️ 升级 ",
+                                            key_part="raised"))
+        updated = await self._update_holders(order, conn, fresh)
+        if not raised and order.assignee and order.assignee not in updated:
+            await self._send_card(order, conn, order.assignee, "u", head="➕ 新告警 ", key_part="joined")
+        if raised:
+            from handlers import alert_cards
+
+            await alert_cards.warn_staff(self, order, conn)
+
+    async def _on_alert_reminder(self, order: WorkOrder, conn: BaseDBAsyncClient, info: dict[str, Any]) -> None:
+        n = int(info.get("n") or 1)
+        if order.assignee:
+            await self._send_card(order, conn, order.assignee, f"r{n}", head=f"🔔 第{n}次提醒 ",
+                                  key_part=f"remind{n}")
+
     async def _on_photo(self, order: WorkOrder, conn: BaseDBAsyncClient, info: dict[str, Any]) -> None:
         media = str(info.get("media") or "")
         if not order.assignee or not media:
@@ -284,6 +317,11 @@ class WorkOrderMessages:
         *, head: str = "", copy: bool = False, keys: list[str] | None = None,
     ) -> dict[str, Any]:
         """The template card for ``order`` as it is now; ``keys``: the actions it may offer."""
+        if order.kind == Kind.ALERT:
+            from handlers import alert_cards  # builds on this module
+
+            return await alert_cards.card(self, order, conn, task_id, card_version, head=head,
+                                          copy=copy, keys=keys)
         now = self.clock.now()
         cinema = await Cinema.get_or_none(id=order.cinema_id).using_db(conn)
         assignee = (
@@ -388,11 +426,15 @@ class WorkOrderMessages:
         self, order: WorkOrder, conn: BaseDBAsyncClient, row: OutboundMessage
     ) -> dict[str, Any] | str:
         """The card ``row`` sent, as it should look now (or the label its buttons become)."""
+        alert = order.kind == Kind.ALERT
+        if alert:
+            from handlers import alert_cards  # builds on this module
         if order.state in FINISHED:
-            return FINISHED[order.state]
+            return alert_cards.finished_label(order) if alert else FINISHED[order.state]
         old = row.payload.get("template_card") or {}
         offered = [_action_of(b.get("key", "")) for b in old.get("button_list") or []]
-        keys = [a for a in buttons_for(order.state) if a in offered]
+        menu = alert_cards.buttons_for(order.state) if alert else buttons_for(order.state)
+        keys = [a for a in menu if a in offered]
         if not keys:
             return STATE_LABELS.get(order.state, str(order.state))
         source = (old.get("source") or {}).get("desc", "")
@@ -425,7 +467,7 @@ def _task(row: OutboundMessage) -> str:
 
 def _action_of(key: str) -> str:
     parts = key.split(":")
-    return parts[1] if len(parts) >= 2 and parts[0] == "wo" else ""
+    return parts[1] if len(parts) >= 2 and parts[0] in ("wo", "al") else ""  # al: alert cards
 
 
 def _card_version(card: dict[str, Any], default: int) -> int:

@@ -28,3 +28,5 @@ class JobContext:
     desk_notify: Notify | None = None
     # Says the post-show survey invitation (jobs.feedback); None: no invitations.
     feedback_invite: Invite | None = None
+    # Days the per-minute telemetry aggregates are kept (jobs.retention).
+    telemetry_retention_days: int = 30

@@ -7,7 +7,7 @@ import logging
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from jobs import feedback, holds, schedule, sla
+from jobs import alerts, feedback, holds, retention, schedule, sla
 from jobs.context import JobContext
 
 log = logging.getLogger(__name__)
@@ -17,7 +17,9 @@ def build_scheduler(ctx: JobContext, demo: bool) -> AsyncIOScheduler:
     scheduler = AsyncIOScheduler(timezone="Asia/Shanghai")
     holds.register(scheduler, ctx)
     sla.register(scheduler, ctx)
+    alerts.register(scheduler, ctx)  # alert reminders, silences that end
     feedback.register(scheduler, ctx)
+    retention.register(scheduler, ctx)
     if demo:
         schedule.register(scheduler, ctx)
     return scheduler

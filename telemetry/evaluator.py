@@ -41,6 +41,30 @@ class Evaluator:
             st = self.devices[device_id] = DeviceState(device_id, self.rules.for_device(device_id))
         return st
 
+    def set_rules(self, rules: RuleSet) -> list[str]:
+        """Swap the limits (stored rules changed); the devices whose limits changed.
+
+        Each device keeps everything it has learned (baselines, trends, open alerts): only
+        its resolved :class:`~telemetry.rules.DeviceRules` is replaced, and the detectors
+        judge the next reading by the new limits (an alert the new limits no longer hold
+        clears through its recovery line as usual)."""
+        resolved = {device_id: rules.for_device(device_id) for device_id in self.devices}  # may raise
+        self.rules = rules
+        changed: list[str] = []
+        for device_id, new in resolved.items():
+            st = self.devices[device_id]
+            if new == st.rules:
+                continue
+            st.rules = new
+            changed.append(device_id)
+            # A shorter no-data limit takes effect now, not at the old (later) deadline.
+            if st.heap_due != math.inf:
+                due = st.last_t + st.no_data_after()
+                if due < st.heap_due:
+                    heapq.heappush(self._heap, (due, device_id))
+                    st.heap_due = due
+        return changed
+
     def observe(self, r: Reading) -> list[AlertEvent]:
         """Evaluate one reading; the events it causes (usually none)."""
         st = self.device(r.device_id)

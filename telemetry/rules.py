@@ -151,3 +151,41 @@ class RuleSet:
         if rules.fan_stopped_rpm > rules.fan_slow_rpm:
             raise RulesError(f"{device_id}: fan_stopped_rpm 高于 fan_slow_rpm")
         return rules
+
+
+def stored_ruleset(
+    cinemas: Mapping[str, Mapping[str, Any]],
+    devices: Mapping[str, Mapping[str, Any]],
+    device_cinema: Mapping[str, str],
+    defaults: DeviceRules | None = None,
+) -> tuple[RuleSet, list[str]]:
+    """Stored limits (the database's rows) as a :class:`RuleSet`, checked by the same code
+    as a rules file: (rules, problems).
+
+    ``cinemas``: cinema code → settings; ``devices``: device id → settings;
+    ``device_cinema``: every known device → its cinema code. A row that does not pass
+    (unknown key, not a number, limits inconsistent with its cinema's) is left out and its
+    problem returned, so one bad row cannot take every device back to the defaults.
+    """
+    base = defaults or DeviceRules()
+    problems: list[str] = []
+    good_cinemas: dict[str, dict[str, Any]] = {}
+    for code, spec in cinemas.items():
+        try:
+            parsed = _settings(f"cinemas.{code}", spec)
+            # Its devices without rows of their own get exactly these limits.
+            RuleSet(base, {code: parsed}, {}, {"\x00cinema": code}).for_device("\x00cinema")
+        except RulesError as exc:
+            problems.append(str(exc))
+            continue
+        good_cinemas[code] = parsed
+    good_devices: dict[str, dict[str, Any]] = {}
+    for device, spec in devices.items():
+        try:
+            parsed = _settings(f"devices.{device}", spec)
+            RuleSet(base, good_cinemas, {device: parsed}, dict(device_cinema)).for_device(device)
+        except RulesError as exc:
+            problems.append(str(exc))
+            continue
+        good_devices[device] = parsed
+    return RuleSet(base, good_cinemas, good_devices, dict(device_cinema)), problems

@@ -635,3 +635,53 @@ def simulate(config: FleetConfig) -> Fleet:
         cfg, devices, faults, start_t, sample_t.astype(np.float64), phase, metrics, present,
         tripped[:, s_idx], unexplained,
     )
+
+
+class LiveFeed:
+    """A fleet's readings handed out as a (possibly accelerated) clock reaches their time,
+    for streaming to a running server (``cinebot telemetry simulate --url``).
+
+    The simulation starts at the wall clock's now; at ``speed`` X its time runs X times
+    faster than the wall clock, so at X > 1 the readings' times run ahead of the wall
+    clock (the detectors' clock is the readings' ``ts``). ``rename`` maps the simulator's
+    device ids (``C01-H01`` …) to the server's projectors."""
+
+    def __init__(self, fleet: Fleet, speed: float = 1.0, rename: dict[str, str] | None = None) -> None:
+        if speed <= 0:
+            raise ValueError("speed must be positive")
+        self.fleet = fleet
+        self.speed = speed
+        self.rename = rename or {}
+        self.total = fleet.readings_count
+        self.handed = 0
+        self._it = fleet.iter_dicts()
+        self._next: dict[str, Any] | None = None
+        self._next_t = 0.0
+        self._wall0: float | None = None
+        self._advance()
+
+    @property
+    def done(self) -> bool:
+        return self._next is None
+
+    def sim_time(self, wall_now: float) -> float:
+        if self._wall0 is None:
+            self._wall0 = wall_now
+        return self.fleet.start_t + self.speed * (wall_now - self._wall0)
+
+    def due(self, wall_now: float, limit: int | None = None) -> list[dict[str, Any]]:
+        """The readings whose time has come by ``wall_now`` (at most ``limit``), in order."""
+        until = self.sim_time(wall_now)
+        out: list[dict[str, Any]] = []
+        while self._next is not None and self._next_t <= until and (limit is None or len(out) < limit):
+            out.append(self._next)
+            self._advance()
+        self.handed += len(out)
+        return out
+
+    def _advance(self) -> None:
+        item = next(self._it, None)
+        if item is not None:
+            item["device_id"] = self.rename.get(item["device_id"], item["device_id"])
+            self._next_t = datetime.fromisoformat(item["ts"]).timestamp()
+        self._next = item

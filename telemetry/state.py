@@ -116,7 +116,7 @@ class DeviceState:
         "load", "load_ref", "load_change_t", "seg", "f_temp", "f_amb", "f_bright", "f_fan",
         "ring_t", "ring_T", "ring_seg", "ring_n", "ring_head", "temp_base", "fan_base", "tau",
         "tau_n", "tau_t", "bright_bins", "resid_bins", "amb_hi", "load_hi", "alerts", "incidents",
-        "inhibitors", "heap_due", "glitches", "amb", "temp_learn_t", "fan_learn_t",
+        "inhibitors", "heap_due", "glitches", "amb", "temp_learn_t", "fan_learn_t", "light_hours",
     )
 
     def __init__(self, device_id: str, rules: DeviceRules) -> None:
@@ -158,6 +158,7 @@ class DeviceState:
         self.amb: float | None = None
         self.temp_learn_t = -math.inf
         self.fan_learn_t = -math.inf
+        self.light_hours: float | None = None  # the light source's running hours, as reported
 
     def condition(self, r: Reading) -> Frame:
         """Glitch-free values and operating context for this reading."""
@@ -171,6 +172,9 @@ class DeviceState:
         self.last_t = t
         m = r.metrics
         f.errors = r.errors
+        hours = m.get("light_hours")
+        if hours is not None and hours >= 0.0:
+            self.light_hours = hours  # only the health score reads it
 
         power = m.get("power")
         if power is not None:

@@ -8,6 +8,7 @@ from handlers.api.context import API, ApiContext  # first: the views below impor
 from handlers.api.notify import pay_notify
 from handlers.api import buyers, checkin, openapi, picker
 from handlers.api import feedback as feedback_api
+from handlers.api import projectors as projectors_api
 from handlers.api.auth import page_token, session_token, staff_token
 from handlers.api.http import error
 from handlers.api.picker import picker_url
@@ -46,6 +47,7 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/api/openapi.json", openapi.openapi_json)
     r.add_get(r"/pick/{id:\d{1,10}}", picker.picker_page)
     feedback_api.add_routes(app)  # /api/feedback..., /s/{code}
+    projectors_api.add_routes(app)  # /api/projectors...
     # Last: whatever else is asked under /api/ is answered in the API's JSON shape too.
     r.add_route("*", FALLBACK, _fallback)
 

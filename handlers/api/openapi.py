@@ -326,6 +326,42 @@ PATHS["/api/feedback/touchpoints"] = {"get": _op(
     security=[{"staff": []}],
 )}
 
+# --- projector health (handlers.api.projectors) ----------------------------------------------
+_NUM = {"type": ["number", "null"]}
+SCHEMAS["ProjectorHealth"] = _obj({
+    "device_id": STR, "hall": STR, "model": STR,
+    "score": {"type": ["integer", "null"], "minimum": 0, "maximum": 100,
+              "description": "健康分；null 表示无数据（从未上报或监测数据过期），不会默认为良好"},
+    "grade": {"enum": ["良好", "注意", "危险", "无数据"]},
+    "reasons": {"type": "array", "items": STR, "description": "扣分原因或无数据的原因"},
+    "fresh": {"type": "boolean", "description": "快照是否在 15 分钟内更新过"},
+    "updated_at": NULL_TIME, "last_seen": NULL_TIME,
+    "red_line_pct": {**_NUM, "description": "生效的亮度红线（额定亮度的 %）"},
+    "red_line_from": {"enum": ["device", "cinema", "default"]},
+    "health": {"oneOf": [_obj({
+        "safety": INT, "quality": INT, "power": {"type": ["integer", "null"]},
+        "temperature_c": _NUM, "ambient_c": _NUM, "brightness_pct": _NUM, "fan_rpm": _NUM,
+        "usual_fan_rpm": _NUM, "light_hours": _NUM, "rated_light_hours": _NUM,
+        "critical_line_pct": _NUM, "days_to_red_line": _NUM,
+        "alerts": {"type": "array", "items": _obj({
+            "rule": STR, "title": STR, "severity": {"enum": ["warning", "critical"]}, "message": STR,
+            "since": TIME, "predicted_at": NULL_TIME})},
+    }), {"type": "null"}], "description": "最新快照（无数据时为 null）"},
+}, ["device_id", "hall", "score", "grade"])
+PATHS["/api/projectors"] = {"get": _op(
+    "本影城各放映机的健康状况（员工令牌）：健康分、安全与画质分项、最新读数、告警、生效的亮度红线",
+    {"200": _json(_obj({"projectors": {"type": "array", "items": _ref("ProjectorHealth")}}), "放映机列表"),
+     **_errors(401, 403)},
+    security=[{"staff": []}],
+)}
+PATHS["/api/projectors/{device_id}"] = {"get": _op(
+    "一台放映机的健康状况（员工令牌；仅本影城）",
+    {"200": _json(_obj({"projector": _ref("ProjectorHealth")}), "放映机"), **_errors(401, 403, 404)},
+    security=[{"staff": []}],
+    parameters=[{"name": "device_id", "in": "path", "required": True,
+                 "schema": {"type": "string", "pattern": "^[A-Za-z0-9_.:\\-]{1,64}$"}}],
+)}
+
 DOCUMENT: J = {
     "openapi": "3.1.0",
     "info": {
