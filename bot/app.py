@@ -52,6 +52,7 @@ from handlers.feedback_loop import FeedbackMessages
 from handlers.workorder_messages import WorkOrderMessages
 from handlers.actors import ActorDirectory
 from handlers.late_replies import LateReplies
+from handlers.handoff import HandoffQueue
 from handlers.reference import ReferenceData
 from jobs.context import JobContext
 from jobs.locks import LeaderLocks
@@ -78,6 +79,7 @@ INVENTORY = web.AppKey("inventory", SeatInventory)
 PAYMENTS = web.AppKey("payments", Payments)
 DESK = web.AppKey("desk", WorkOrderMessages)
 TELEMETRY = web.AppKey("telemetry", telemetry_ingest.TelemetryIngest)
+HANDOFFS = web.AppKey("handoffs", HandoffQueue)
 TELEMETRY_STREAM = web.AppKey("telemetry_stream", telemetry_stream.StreamConsumer)
 TELEMETRY_MINUTES = web.AppKey("telemetry_minutes", MinuteFlusher)
 
@@ -215,6 +217,10 @@ def _pipeline(understand: Understander | None, late_reply: LateReplySink | None)
         settings, clock, metrics = app[SETTINGS], app[CLOCK], app[METRICS]
         actors = ActorDirectory(clock)
         batcher = CommandBatcher(app[REDIS])  # dedup claims and dialog state share pipelines
+        handoffs = HandoffQueue(
+            app[REDIS], batcher, clock, app[REFERENCE], settings.wecom_agent_id,
+            wake=app[ticket_api.API].wake_sender,
+        )
         dispatcher = Dispatcher(
             resolve_actor=actors.resolve,
             understand=understand or app[NLU].understand,
@@ -229,7 +235,7 @@ def _pipeline(understand: Understander | None, late_reply: LateReplySink | None)
             desk=_desk(app),
             dialogs=DialogStore(app[REDIS], clock, batcher),
             telemetry_rules=telemetry_ingest.StoredRulesBook(lambda: app.get(TELEMETRY)),
-            outbox=outbox.OutboxWriter(),
+            handoffs=handoffs,
         )
         dispatcher.include(build_router())
         dispatcher.check()
@@ -272,7 +278,14 @@ def _pipeline(understand: Understander | None, late_reply: LateReplySink | None)
         )
         if settings.uses_demo_credentials:
             log.warning("running with the built-in demo credentials; set CINEBOT_* for production")
-        yield
+        drainer = asyncio.create_task(handoffs.run(), name="handoff-drainer")
+        app[HANDOFFS] = handoffs
+        try:
+            yield
+        finally:
+            # After in-flight handlers (``_background_tasks`` is cleaned up first): one last drain.
+            handoffs.stop()
+            await asyncio.gather(drainer, return_exceptions=True)
 
     return ctx
 
@@ -403,7 +416,6 @@ async def _background_tasks(app: web.Application) -> AsyncIterator[None]:
         _, pending = await asyncio.wait(tasks, timeout=10)
         for task in pending:
             task.cancel()
-    await app[DISPATCHER].deps["outbox"].drain()
 
 
 async def _freeze_startup_objects(app: web.Application) -> None:

@@ -17,6 +17,7 @@ import asyncio
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.exceptions import NoScriptError
 
 
 class CommandBatcher:
@@ -81,3 +82,13 @@ class CommandBatcher:
                 future.set_exception(result)
             else:
                 future.set_result(result)
+
+    async def eval(self, script: Any, keys: list[str], args: list[Any]) -> Any:
+        """Run a script registered with ``redis.register_script`` by its SHA, in the
+        batch; loaded on first use (or after a Redis restart) through the batch too."""
+        command = ("EVALSHA", script.sha, len(keys), *keys, *args)
+        try:
+            return await self.execute(*command)
+        except NoScriptError:
+            await self.execute("SCRIPT", "LOAD", script.script)
+            return await self.execute(*command)

@@ -50,7 +50,9 @@ log = logging.getLogger(__name__)
 STREAM = "telemetry:readings"
 DEAD_STREAM = "telemetry:readings:dead"
 GROUP = "cinebot"
-BLOCK_MS = 5_000
+# Well under the Redis client's read timeout (a 5 s block answered a little late under
+# load timed out and was logged as Redis being unavailable).
+BLOCK_MS = 1_000
 COUNT = 20  # entries a read; each entry is a whole batch
 CLAIM_IDLE_MS = 60_000  # pending this long: its consumer is taken for dead
 CLAIM_EVERY_S = 30.0

@@ -19,8 +19,6 @@ from tortoise.exceptions import IntegrityError
 from tortoise.expressions import Q
 from tortoise.models import Model
 
-from domain.groupcommit import GroupCommit
-
 
 class OutboundStatus(StrEnum):
     PENDING = "pending"
@@ -108,20 +106,6 @@ async def insert_many(items: list[Outgoing]) -> list[None]:
         ignore_conflicts=True,
     )
     return [None] * len(items)
-
-
-class OutboxWriter(GroupCommit[Outgoing, None]):
-    """``enqueue`` for the request path: messages of concurrent requests are written by
-    one INSERT (group commit); each call returns once its row is committed."""
-
-    def __init__(self, *, max_items: int = 200, delay_s: float = 0.002) -> None:
-        super().__init__(insert_many, max_items=max_items, delay_s=delay_s)
-
-    async def enqueue(
-        self, *, channel: str, recipient: str, payload: dict[str, Any], idempotency_key: str,
-        now: datetime,
-    ) -> None:
-        await self.add(Outgoing(channel, recipient, payload, idempotency_key, now))
 
 
 async def claim_due(

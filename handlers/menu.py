@@ -6,20 +6,11 @@ get a plain "not yet" and the phone number, never a button that leads nowhere.
 
 from __future__ import annotations
 
-import asyncio
-
-from redis.asyncio import Redis
-
 from bot.channels import Inbound
-from bot.clock import Clock
-from bot.logs import mask_phone, short_openid
 from bot.replies import Button, Reply
 from bot.router import Actor, Router, Understanding
-from bot.settings import Settings
 from domain.cinemas import Cinema
-from domain.outbox import OutboxWriter
-from domain.groupcommit import GroupCommit
-from domain.people import member_phones
+from handlers.handoff import HandoffQueue
 from handlers.reference import ReferenceData
 
 router = Router(__name__)
@@ -73,67 +64,21 @@ def _contact(cinema: Cinema | None) -> str:
     return f"请拨打影城服务电话 {cinema.phone}（{cinema.opens_at}–{cinema.closes_at}），或到服务台找工作人员。"
 
 
-# Concurrent hand-offs look their phone numbers up in one query.
-_PHONES: GroupCommit[str, str | None] = GroupCommit(member_phones)
-HANDOFF_WINDOW = 600  # seconds: one hand-off per person however often they ask
-
-
 @router.on(intent="human", role="audience")
-async def human(
-    actor: Actor, msg: Inbound, clock: Clock, reference: ReferenceData, settings: Settings,
-    redis: Redis, outbox: OutboxWriter,
-) -> Reply:
+async def human(actor: Actor, msg: Inbound, reference: ReferenceData, handoffs: HandoffQueue) -> Reply:
     """「转人工」 always reaches a person: the cinema's managers (else any staff) get a WeCom
-    message at once, and the audience is told how else to reach us."""
+    message within a second (``handlers.handoff``), and the audience is told how else to
+    reach us. Asking again within ten minutes tells nobody twice."""
     cinema = await reference.cinema(actor.cinema_id)
     if cinema is None:
         return Reply.say("抱歉，影城信息还没有配置好。请到服务台找工作人员。")
-    first = await redis.set(f"cb:handoff:{actor.user_id}", "1", nx=True, ex=HANDOFF_WINDOW)
-    reached = (
-        await hand_off(
-            cinema, actor.user_id, msg.text, clock, settings.wecom_agent_id, reference, outbox
-        )
-        if first
-        else 1
+    if not await reference.responders(cinema.id):
+        return Reply.say("已为您转人工，但现在没有同事在线，抱歉～\n" + _contact(cinema))
+    await handoffs.request(cinema.id, actor.user_id, msg.text)
+    return Reply.say(
+        "已为您转人工：影城值班同事已收到通知，会尽快联系您 🙏 也可以直接留言说明情况。\n"
+        + _contact(cinema)
     )
-    if reached:
-        return Reply.say(
-            "已为您转人工：影城值班同事已收到通知，会尽快联系您 🙏 也可以直接留言说明情况。\n"
-            + _contact(cinema)
-        )
-    return Reply.say("已为您转人工，但现在没有同事在线，抱歉～\n" + _contact(cinema))
-
-
-async def hand_off(
-    cinema: Cinema, openid: str, text: str, clock: Clock, agent_id: int,
-    reference: ReferenceData, outbox: OutboxWriter,
-) -> int:
-    """Tell the people who can help; once per user per ten minutes however often they ask.
-
-    The messages are committed before the audience is told (group-committed with other
-    requests' writes, see ``domain.groupcommit``)."""
-    userids = await reference.responders(cinema.id)
-    now = clock.now()
-    phone = await _PHONES.add(openid)
-    who = f"顾客 {short_openid(openid)}"
-    if phone:
-        who += f"（{mask_phone(phone)}）"
-    bucket = int(now.timestamp()) // 600
-    await asyncio.gather(*(
-        outbox.enqueue(
-            channel="wecom",
-            recipient=userid,
-            payload={
-                "msgtype": "text",
-                "agentid": agent_id,
-                "text": {"content": f"🙋 {who} 在公众号请求人工服务：「{text[:100]}」\n请尽快联系。"},
-            },
-            idempotency_key=f"handoff:{openid}:{bucket}:{userid}",
-            now=now,
-        )
-        for userid in userids
-    ))
-    return len(userids)
 
 
 @router.on(intent="directions")

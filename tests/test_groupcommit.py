@@ -14,7 +14,7 @@ import domain
 from bot.redisbatch import CommandBatcher
 from bot.storage import open_database
 from domain.groupcommit import GroupCommit
-from domain.outbox import OutboundMessage, OutboxWriter
+from domain.outbox import OutboundMessage, Outgoing, insert_many
 from domain.people import Member, member_phones, touch_members
 from handlers.reference import ReferenceData
 
@@ -92,20 +92,13 @@ async def test_batches_are_capped_at_max_items() -> None:
     assert max(sizes) <= 4 and sum(sizes) == 10
 
 
-async def test_the_outbox_writer_records_each_key_once(db: None) -> None:
-    writer = OutboxWriter(delay_s=0.001)
+async def test_a_batch_of_messages_records_each_key_once(db: None) -> None:
     payload = {"msgtype": "text", "text": {"content": "hi"}}
-    await asyncio.gather(
-        *(
-            writer.enqueue(channel="wecom", recipient=f"u{i % 3}", payload=payload,
-                           idempotency_key=f"k{i % 3}", now=NOW)
-            for i in range(9)
-        )
-    )
-    await writer.enqueue(channel="wecom", recipient="u0", payload=payload, idempotency_key="k0", now=NOW)
+    batch = [Outgoing("wecom", f"u{i % 3}", payload, f"k{i % 3}", NOW) for i in range(9)]
+    assert await insert_many(batch) == [None] * 9
+    await insert_many([Outgoing("wecom", "u0", payload, "k0", NOW)])  # a replay
     rows = await OutboundMessage.all().order_by("idempotency_key")
     assert [(r.idempotency_key, r.recipient) for r in rows] == [("k0", "u0"), ("k1", "u1"), ("k2", "u2")]
-    assert writer.batches == 2
 
 
 async def test_members_are_created_once_in_a_batch_and_known_ones_are_touched(db: None) -> None:
