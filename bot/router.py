@@ -180,7 +180,12 @@ class Route:
     form: str | None = None  # the form during which this route is tried first
     # A ``when=`` filter may contribute arguments nobody can know before it runs.
     open_data: bool = False
-    intents: frozenset[str] | None = None  # the route matches only these intents
+    # What the route's own filters require (None: anything), so the dispatcher can skip
+    # routes that cannot match without running their filters.
+    intents: frozenset[str] | None = None
+    channels: frozenset[str] | None = None
+    kinds: frozenset[str] | None = None
+    roles: frozenset[str] | None = None
 
     def match(self, update: Update) -> dict[str, Any] | None:
         data: dict[str, Any] = {}
@@ -275,6 +280,10 @@ class Router:
                     callback, tuple(filters), _qualname(callback), sig.params, sig.takes_all,
                     pending=pending, form=form_name, open_data=when is not None,
                     intents=intents,
+                    channels=frozenset({str(channel)}) if channel is not None else None,
+                    kinds=frozenset({"event"}) & kinds if events is not None and kinds is not None
+                    else frozenset({"event"}) if events is not None else kinds,
+                    roles=roles,
                 )
             )
             Router.generation += 1
@@ -422,7 +431,7 @@ class Dispatcher(Router):
         self._pending_routes: list[Route] = []
         self._form_routes: list[Route] = []
         self._plain_routes: list[Route] = []
-        self._plain_by_intent: dict[str | None, list[Route]] = {}
+        self._plain_by_intent: dict[tuple[str | None, str, str, str], list[Route]] = {}
         self._form_table: dict[str, FormRoute] = {}
         self._flat_generation = -1
 
@@ -489,18 +498,26 @@ class Dispatcher(Router):
         return self._flat
 
     def _plain_for(self, update: Update) -> list[Route]:
-        """The plain routes that can match this update's intent, in registration order:
-        a route with ``intent=`` is skipped unless the intent is one of its own (the
-        same answer as trying its filter, without walking every route per message)."""
+        """The plain routes that can match this update, in registration order: a route
+        whose ``intent=``, ``channel=``, ``kind=``/``event=`` or ``role=`` excludes the
+        update is skipped (the same answer as trying its filters, without walking every
+        route per message). Lists are kept per (intent, channel, kind, role)."""
         u = update.understanding
         intent = u.intent if u is not None else None
-        routes = self._plain_by_intent.get(intent)
+        inbound = update.inbound
+        key = (intent, str(inbound.channel), inbound.kind, update.actor.role)
+        routes = self._plain_by_intent.get(key)
         if routes is None:
             routes = [
                 r for r in self._plain_routes
-                if r.intents is None or (intent is not None and intent in r.intents)
+                if (r.intents is None or (intent is not None and intent in r.intents))
+                and (r.channels is None or key[1] in r.channels)
+                and (r.kinds is None or key[2] in r.kinds)
+                and (r.roles is None or key[3] in r.roles)
             ]
-            self._plain_by_intent[intent] = routes
+            if len(self._plain_by_intent) > 4096:  # unknown intents or kinds: stay bounded
+                self._plain_by_intent.clear()
+            self._plain_by_intent[key] = routes
         return routes
 
     def _form_entry(self, name: str) -> FormRoute | None:
