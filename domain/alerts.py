@@ -234,7 +234,7 @@ async def alert_fired(
         alert_id=key[6:], cinema_id=place.cinema_id, device_id=alert.device_id, hall=place.hall,
         rule=alert.rule, severity=alert.severity, state="firing", message=alert.message[:300],
         value=alert.value, limit=alert.limit, predicted_at=alert.predicted_at, fired_at=alert.at,
-        created_at=now, silenced=silence is not None,
+        created_at=now, silenced=silence is not None, spark=alert.spark[:64],
     )
     if silence is not None:
         log.info("alert silenced", extra={"device": alert.device_id, "rule": alert.rule,
@@ -551,6 +551,7 @@ async def release_silenced(
     ).order_by("id").limit(limit):
         if await active_silence(record.cinema_id, record.device_id, record.rule, now) is not None:
             continue
-        _, opened = await _tell(record, record.hall, title(record.rule), "", now, notify)
+        # The trend kept from when it fired: the card says what led up to it.
+        _, opened = await _tell(record, record.hall, title(record.rule), record.spark, now, notify)
         told += bool(opened)
     return told

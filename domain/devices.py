@@ -111,6 +111,7 @@ class AlertRecord(Model):
     reminders = fields.IntField(default=0)
     reminded_at = fields.DatetimeField(null=True)
     silenced = fields.BooleanField(default=False)  # fired while a silence matched: no card
+    spark = fields.CharField(max_length=64, default="")  # the trend when it fired (for a late card)
 
     class Meta:
         table = "telemetry_alert"

@@ -285,6 +285,9 @@ async def test_a_typed_maintenance_silence_keeps_alerts_quiet_until_it_ends_then
     assert record.work_order_id is not None and record.state == "firing"
     await desk.deliver()
     assert len([t for t in await titles(desk, "eng01") if not t.startswith("🔔")]) == 2
+    # The late card still shows the trend from when the alert fired (kept on its record).
+    late = [c for c in await desk.cards("eng01") if rows(c).get("设备", "").startswith(DEVICE)]
+    assert late and rows(late[-1])["趋势"] == "▁▃▅▇"
     assert (await alert_job.run_alerts(job)).released == 0  # told once
     fan, fan_order, _ = await fire(desk, fired(rule="fan", at=clock.now(), n=2))
     assert not fan.silenced and fan_order is not None  # the ended silence is just ignored
