@@ -62,6 +62,12 @@ WINDOW = 360  # readings kept per device in Redis (an hour at one every 10 s)
 WINDOW_TTL_S = 24 * 3600
 RULES_CHECK_S = 30.0  # how often a process looks for stored limits changed elsewhere
 HEALTH_REFRESH_S = 300.0  # a health snapshot is rewritten at least this often (else when it changes)
+# A firing record the evaluator does not hold (it fired before this process started, or its
+# resolve was lost) is resolved once the device has reported this long without the rule
+# pending or firing again. Only rules judged from the current readings qualify: baseline,
+# rate and forecast rules need hours of history a fresh evaluator does not have yet.
+RECONCILE_AFTER_S = 900.0
+RECONCILABLE = frozenset({"temperature_high", "fan", "brightness_low", "no_data", "unreachable"})
 
 Notify = Callable[..., Awaitable[None]]
 # KEYS: one list per device; ARGV: window, ttl, each key's row count, then the rows in order.
@@ -170,6 +176,7 @@ class TelemetryIngest:
         self.rules_problems: list[str] = []  # stored rows left out (they would not load)
         self._models: dict[str, str] = {}  # device -> projector model (rated light-source life)
         self._health: dict[str, tuple[tuple[Any, ...], float]] = {}  # device -> (fingerprint, written)
+        self._watching: dict[str, float] = {}  # device -> its first reading this process saw
 
     # --- authentication --------------------------------------------------------------------
 
@@ -285,7 +292,10 @@ class TelemetryIngest:
             await self.refresh_rules()
         observe = self.evaluator.observe
         events: list[AlertEvent] = []
+        watching = self._watching
         for r in good:
+            if r.device_id not in watching:
+                watching[r.device_id] = r.t
             out = observe(r)
             if out:
                 events.extend(out)
@@ -335,6 +345,42 @@ class TelemetryIngest:
             await self.handle(events)
         await self.refresh_rules()
         await self.write_health()
+        await self.reconcile()
+
+    async def reconcile(self) -> int:
+        """Resolve firing records this process's evaluator does not hold although it has
+        watched their device for ``RECONCILE_AFTER_S`` since they fired: after a restart the
+        evaluator starts empty, and without this an incident that cleared meanwhile would
+        stay open (and its work order with it) for ever. How many were resolved."""
+        resolved = 0
+        try:
+            records = await alert_records.firing_records()
+        except Exception:
+            log.exception("firing alerts not read")
+            return 0
+        for rec in records:
+            if rec.rule not in RECONCILABLE and not rec.rule.startswith("error:"):
+                continue
+            st = self.evaluator.devices.get(rec.device_id)
+            since = self._watching.get(rec.device_id)
+            if st is None or since is None or rec.rule in st.alerts:
+                continue  # not reported here, or still pending / firing
+            if st.last_t - max(since, rec.fired_at.timestamp()) < RECONCILE_AFTER_S:
+                continue
+            try:
+                await alert_records.alert_resolved(
+                    rec.device_id, rec.rule, datetime.fromtimestamp(st.last_t, UTC),
+                    self.clock.now(), self.notify,
+                )
+            except Exception:
+                log.exception("stale alert not resolved", extra={"device": rec.device_id, "rule": rec.rule})
+                continue
+            resolved += 1
+            log.info("alert the evaluator no longer holds resolved",
+                     extra={"device": rec.device_id, "rule": rec.rule})
+        if resolved:
+            self._woke()
+        return resolved
 
     # --- stored limits and health snapshots --------------------------------------------------
 

@@ -540,6 +540,11 @@ async def remind_due(now: datetime, notify: Notify, limit: int = 500) -> int:
     return sent
 
 
+async def firing_records(limit: int = 5000) -> list[AlertRecord]:
+    """Alert records still firing (the oldest first)."""
+    return await AlertRecord.filter(state="firing").order_by("id").limit(limit)
+
+
 async def release_silenced(
     now: datetime, notify: Notify, title: Callable[[str], str], limit: int = 500
 ) -> int:

@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from bot.app import REDIS
+from bot.app import REDIS, TELEMETRY
 from bot.standin import PathOnlyAccessLogger, build_standin_app
 from domain import alerts
 from domain.alerts import Fired
@@ -304,6 +304,40 @@ async def test_a_typed_maintenance_silence_keeps_alerts_quiet_until_it_ends_then
     assert (await alert_job.run_alerts(job)).released == 0
     await quiet.refresh_from_db()
     assert quiet.work_order_id is None
+
+
+async def test_after_a_restart_an_incident_that_cleared_meanwhile_is_resolved_not_left_open(
+    client: TestClient, desk: Desk, clock: FakeClock
+) -> None:
+    """The evaluator starts empty: records that fired before it are resolved once the device
+    has reported for 15 minutes without the rule firing again, and only then."""
+    await desk.on_duty(("eng01", "engineering"))
+    hot, hot_order, _ = await fire(desk, fired(at=clock.now() - timedelta(hours=3)))
+    learned, _, _ = await fire(desk, fired(rule="baseline_fan", at=clock.now() - timedelta(hours=2), n=2))
+    silent, _, _ = await fire(desk, fired(device=OTHER, at=clock.now() - timedelta(hours=1), n=3))
+    assert hot_order is not None
+    ingest = client.app[TELEMETRY]
+    start = clock.timestamp() - 1200
+    await _stream(client, clock, start, 10)  # normal readings, 10 minutes' worth
+    assert await ingest.reconcile() == 0  # not watched long enough to judge
+    await _stream(client, clock, start + 600, 10)
+    assert await ingest.reconcile() == 1
+    for record in (hot, learned, silent):
+        await record.refresh_from_db()
+    assert (hot.state, learned.state, silent.state) == ("resolved", "firing", "firing")
+    await hot_order.refresh_from_db()
+    assert hot_order.state == State.RESOLVED and hot_order.action == "告警已恢复"
+    assert await ingest.reconcile() == 0  # once
+
+
+async def test_a_still_hot_projector_keeps_its_alert_after_a_restart(
+    client: TestClient, desk: Desk, clock: FakeClock
+) -> None:
+    hot, _, _ = await fire(desk, fired(at=clock.now() - timedelta(hours=3)))
+    await _stream(client, clock, clock.timestamp() - 1500, 25, temperature_c=74.0)
+    assert await client.app[TELEMETRY].reconcile() == 0
+    await hot.refresh_from_db()
+    assert hot.state == "firing"
 
 
 # --- reminders --------------------------------------------------------------------------------
