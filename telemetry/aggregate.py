@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 FLUSH_S = 60.0
 GRACE_S = 30.0  # a minute is written once it ended this long ago (late readings still merge)
-CHUNK = 1000  # device-minutes per write: the event loop and the database breathe between them
+CHUNK = 20  # device-minutes per write (~120 rows, a few ms): an alert waits for one at most
 MAX_HELD = 200_000  # readings filed but not yet counted; past it they are counted at once
 CLOSE_BUDGET_S = 10.0
 MAX_BUCKETS = 500_000  # counted device-minutes held while the database is away; then the oldest go
