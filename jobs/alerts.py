@@ -17,6 +17,7 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 from domain import alerts
 from domain.workorders import Notify, WorkOrder
 from jobs.context import JobContext
+from jobs.interval import every
 from telemetry.alerts import title
 
 log = logging.getLogger(__name__)
@@ -62,14 +63,4 @@ async def run_alerts(ctx: JobContext) -> AlertRun:
 
 
 def register(scheduler: Any, ctx: JobContext) -> None:
-    scheduler.add_job(
-        run_alerts,
-        "interval",
-        seconds=INTERVAL_S,
-        args=(ctx,),
-        id=JOB_ID,
-        replace_existing=True,
-        coalesce=True,
-        max_instances=1,
-        misfire_grace_time=INTERVAL_S,
-    )
+    every(scheduler, run_alerts, ctx, job_id=JOB_ID, seconds=INTERVAL_S, misfire_grace_s=INTERVAL_S)

@@ -13,6 +13,7 @@ from typing import Any
 
 from domain import feedback
 from jobs.context import JobContext
+from jobs.interval import every
 
 log = logging.getLogger(__name__)
 JOB_ID = "feedback-invites"
@@ -35,14 +36,4 @@ async def invite_after_shows(ctx: JobContext) -> int:
 
 
 def register(scheduler: Any, ctx: JobContext) -> None:
-    scheduler.add_job(
-        invite_after_shows,
-        "interval",
-        seconds=60,
-        args=(ctx,),
-        id=JOB_ID,
-        replace_existing=True,
-        coalesce=True,
-        max_instances=1,
-        misfire_grace_time=120,
-    )
+    every(scheduler, invite_after_shows, ctx, job_id=JOB_ID, seconds=60, misfire_grace_s=120)

@@ -12,6 +12,7 @@ from typing import Any
 
 from domain import ticketing
 from jobs.context import JobContext
+from jobs.interval import every
 
 log = logging.getLogger(__name__)
 JOB_ID = "ticket-holds"
@@ -32,14 +33,4 @@ async def expire_and_retry(ctx: JobContext) -> tuple[int, int]:
 
 
 def register(scheduler: Any, ctx: JobContext) -> None:
-    scheduler.add_job(
-        expire_and_retry,
-        "interval",
-        seconds=30,
-        args=(ctx,),
-        id=JOB_ID,
-        replace_existing=True,
-        coalesce=True,
-        max_instances=1,
-        misfire_grace_time=60,
-    )
+    every(scheduler, expire_and_retry, ctx, job_id=JOB_ID, seconds=30, misfire_grace_s=60)

@@ -12,6 +12,7 @@ from typing import Any
 
 from domain import telemetry_minutes
 from jobs.context import JobContext
+from jobs.interval import every
 
 log = logging.getLogger(__name__)
 JOB_ID = "telemetry-retention"
@@ -33,14 +34,4 @@ async def drop_old_minutes(ctx: JobContext) -> int:
 
 
 def register(scheduler: Any, ctx: JobContext) -> None:
-    scheduler.add_job(
-        drop_old_minutes,
-        "interval",
-        seconds=INTERVAL_S,
-        args=(ctx,),
-        id=JOB_ID,
-        replace_existing=True,
-        coalesce=True,
-        max_instances=1,
-        misfire_grace_time=INTERVAL_S,
-    )
+    every(scheduler, drop_old_minutes, ctx, job_id=JOB_ID, seconds=INTERVAL_S, misfire_grace_s=INTERVAL_S)

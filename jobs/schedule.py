@@ -8,6 +8,7 @@ from typing import Any
 from domain.cinemas import Cinema
 from domain.demo import DEMO_CINEMA_CODE, ensure_roster, ensure_schedule
 from jobs.context import JobContext
+from jobs.interval import every
 
 log = logging.getLogger(__name__)
 JOB_ID = "demo-schedule"
@@ -30,14 +31,4 @@ async def top_up_demo_schedule(ctx: JobContext) -> int:
 
 
 def register(scheduler: Any, ctx: JobContext) -> None:
-    scheduler.add_job(
-        top_up_demo_schedule,
-        "interval",
-        hours=1,
-        args=(ctx,),
-        id=JOB_ID,
-        replace_existing=True,
-        coalesce=True,
-        max_instances=1,
-        misfire_grace_time=600,
-    )
+    every(scheduler, top_up_demo_schedule, ctx, job_id=JOB_ID, seconds=3600, misfire_grace_s=600)

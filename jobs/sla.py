@@ -16,6 +16,7 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 from domain import workorders
 from domain.workorders import Notify, WorkOrder, WorkOrderError
 from jobs.context import JobContext
+from jobs.interval import every
 
 log = logging.getLogger(__name__)
 JOB_ID = "sla-check"
@@ -91,14 +92,4 @@ async def check_slas(ctx: JobContext) -> SlaRun:
 
 
 def register(scheduler: Any, ctx: JobContext) -> None:
-    scheduler.add_job(
-        check_slas,
-        "interval",
-        seconds=INTERVAL_S,
-        args=(ctx,),
-        id=JOB_ID,
-        replace_existing=True,
-        coalesce=True,
-        max_instances=1,
-        misfire_grace_time=INTERVAL_S,
-    )
+    every(scheduler, check_slas, ctx, job_id=JOB_ID, seconds=INTERVAL_S, misfire_grace_s=INTERVAL_S)
