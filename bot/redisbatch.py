@@ -85,7 +85,8 @@ class CommandBatcher:
 
     async def eval(self, script: Any, keys: list[str], args: list[Any]) -> Any:
         """Run a script registered with ``redis.register_script`` by its SHA, in the
-        batch; loaded on first use (or after a Redis restart) through the batch too."""
+        batch; loaded on first use (or after a Redis restart) through the batch too, so a
+        rush of callers does not each open a connection of its own."""
         command = ("EVALSHA", script.sha, len(keys), *keys, *args)
         try:
             return await self.execute(*command)

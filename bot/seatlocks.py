@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import NoScriptError
 
 from bot.redisbatch import CommandBatcher
 
@@ -349,14 +348,7 @@ class SeatInventory:
         return answer
 
     async def _eval(self, script, keys: list[str], args: list) -> Any:  # type: ignore[no-untyped-def]
-        command = ("EVALSHA", script.sha, len(keys), *keys, *args)
-        try:
-            return await self._batch.execute(*command)
-        except NoScriptError:
-            # First use, or Redis restarted. Loaded through the batcher too: a rush of
-            # callers must not each open a connection of its own.
-            await self._batch.execute("SCRIPT", "LOAD", script.script)
-            return await self._batch.execute(*command)
+        return await self._batch.eval(script, keys, args)
 
 
 def _text(value: bytes | str) -> str:
