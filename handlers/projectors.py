@@ -162,6 +162,17 @@ def _default_red(rules: TelemetryRules | None) -> float:
     return rules.default(RED_LINE) if rules is not None else 80.0
 
 
+async def _projectors(
+    cinema_id: int, found: re.Match[str], clock: Clock
+) -> tuple[str, list[ProjectorHealth], Reply | None]:
+    """(hall word, the projectors it names, or the answer when there are none)."""
+    hall = _hall_word(found)
+    rows = await health_of(cinema_id, clock.now(), hall)
+    if rows:
+        return hall, rows, None
+    return hall, rows, Reply.say(f"本影城没有「{hall}」的放映机。" if hall else "本影城还没有登记放映机。")
+
+
 # Handlers ------------------------------------------------------------------------------------
 @router.on(channel=Channel.WECOM, role="employee", kind="text", when=_is_status)
 async def projector_status(
@@ -171,11 +182,10 @@ async def projector_status(
         return Reply.say("你的账号没有关联影城，查不到放映机状态。")
     found = STATUS.match(msg.text.strip())
     assert found is not None
-    hall = _hall_word(found)
-    rows = await health_of(actor.cinema_id, clock.now(), hall)
+    hall, rows, none = await _projectors(actor.cinema_id, found, clock)
+    if none is not None:
+        return none
     default_red = _default_red(telemetry_rules)
-    if not rows:
-        return Reply.say(f"本影城没有「{hall}」的放映机。" if hall else "本影城还没有登记放映机。")
     if hall or len(rows) == 1:
         return Reply.say("\n\n".join(_detail(p, default_red) for p in rows))
     worst = sorted(rows, key=lambda p: (p.score is not None, p.score or 0))
@@ -201,11 +211,10 @@ async def show_red_lines(
         return Reply.say("你的账号没有关联影城。")
     found = RED_VIEW.match(msg.text.strip())
     assert found is not None
-    hall = _hall_word(found)
-    rows = await health_of(actor.cinema_id, clock.now(), hall)
+    hall, rows, none = await _projectors(actor.cinema_id, found, clock)
+    if none is not None:
+        return none
     default_red = _default_red(telemetry_rules)
-    if not rows:
-        return Reply.say(f"本影城没有「{hall}」的放映机。" if hall else "本影城还没有登记放映机。")
     text = _line(rows[0], default_red) if hall else _red_lines(rows, default_red)
     if actor.role == StaffRole.MANAGER:
         text += "\n修改：把3号厅亮度红线设为70%，或 亮度红线设为75%（全影城）"
