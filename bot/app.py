@@ -65,6 +65,8 @@ SETTINGS = web.AppKey("settings", Settings)
 CLOCK = web.AppKey("clock", Clock)  # type: ignore[type-abstract]
 METRICS = web.AppKey("metrics", Metrics)
 REDIS = web.AppKey("redis", aioredis.Redis)
+# Commands from the callback path (dedup, dialog state, 转人工, seat scripts) share its batches.
+REDIS_BATCH = web.AppKey("redis_batch", CommandBatcher)
 HTTP = web.AppKey("http", aiohttp.ClientSession)
 SCHEDULER = web.AppKey("scheduler", AsyncIOScheduler)
 DISPATCHER = web.AppKey("dispatcher", Dispatcher)
@@ -146,7 +148,11 @@ async def _redis(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     async with open_redis(settings.redis_url, settings.embedded_redis_path) as client:
         app[REDIS] = client
-        yield
+        app[REDIS_BATCH] = batcher = CommandBatcher(client)
+        try:
+            yield
+        finally:
+            await batcher.aclose()
 
 
 async def _http_session(app: web.Application) -> AsyncIterator[None]:
@@ -176,7 +182,7 @@ async def _load_sold(showtime_id: int) -> Sold:
 
 async def _ticketing(app: web.Application) -> AsyncIterator[None]:
     settings, clock = app[SETTINGS], app[CLOCK]
-    app[INVENTORY] = inventory = SeatInventory(app[REDIS], _load_sold)
+    app[INVENTORY] = inventory = SeatInventory(app[REDIS], _load_sold, batcher=app[REDIS_BATCH])
     app[PAYMENTS] = payments = await Payments.open(app[HTTP], settings, clock)
     metrics = app[METRICS]
 
@@ -216,7 +222,7 @@ def _pipeline(understand: Understander | None, late_reply: LateReplySink | None)
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         settings, clock, metrics = app[SETTINGS], app[CLOCK], app[METRICS]
         actors = ActorDirectory(clock)
-        batcher = CommandBatcher(app[REDIS])  # dedup claims and dialog state share pipelines
+        batcher = app[REDIS_BATCH]
         handoffs = HandoffQueue(
             app[REDIS], batcher, clock, app[REFERENCE], settings.wecom_agent_id,
             wake=app[ticket_api.API].wake_sender,

@@ -211,7 +211,10 @@ def new_hold_id() -> str:
 class SeatInventory:
     """All seat holds and sales of every showtime. One instance per process."""
 
-    def __init__(self, redis: aioredis.Redis, load_sold: SoldLoader, prefix: str = "cb") -> None:
+    def __init__(
+        self, redis: aioredis.Redis, load_sold: SoldLoader, prefix: str = "cb",
+        batcher: CommandBatcher | None = None,
+    ) -> None:
         self._redis = redis
         self._load_sold = load_sold
         self._prefix = prefix
@@ -220,9 +223,9 @@ class SeatInventory:
         self._sell = redis.register_script(_SELL)
         self._unsell = redis.register_script(_UNSELL)
         self._load = redis.register_script(_LOAD)
-        # Script calls issued in the same event-loop turn go out as one pipeline on one
+        # Script calls issued in the same event-loop turn go out as one batch on one
         # connection: under a rush this is both faster and bounded in connections.
-        self._batch = CommandBatcher(redis)
+        self._batch = batcher or CommandBatcher(redis)
         self._filling: dict[int, asyncio.Task[None]] = {}  # showtime → its load in progress
 
     # Keys -------------------------------------------------------------------------------

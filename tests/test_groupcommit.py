@@ -8,10 +8,8 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import pytest
-import redis.asyncio as aioredis
 
 import domain
-from bot.redisbatch import CommandBatcher
 from bot.storage import open_database
 from domain.groupcommit import GroupCommit
 from domain.outbox import OutboundMessage, Outgoing, insert_many
@@ -113,24 +111,6 @@ async def test_members_are_created_once_in_a_batch_and_known_ones_are_touched(db
     await old.refresh_from_db()
     assert old.last_seen == NOW
     assert await member_phones(["known", "new1", "nobody"]) == ["13812341234", None, None]
-
-
-async def test_the_shared_redis_batcher_sends_one_pipeline_at_a_time(redis: aioredis.Redis) -> None:
-    batcher = CommandBatcher(redis, max_inflight=1)
-    sent: list[int] = []
-    original = batcher._send
-
-    async def counting(batch):  # type: ignore[no-untyped-def]
-        sent.append(len(batch))
-        await original(batch)
-
-    batcher._send = counting  # type: ignore[method-assign]
-    first = batcher.execute("SET", "a", "1")
-    await asyncio.sleep(0)  # the first pipeline is on its way
-    rest = [batcher.execute("INCR", "n") for _ in range(30)]
-    assert await first is True
-    assert sorted(await asyncio.gather(*rest)) == list(range(1, 31))
-    assert sent == [1, 30]  # what came during the first round trip went as one
 
 
 async def test_concurrent_cache_misses_load_once(monkeypatch: pytest.MonkeyPatch) -> None:
