@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Protocol
+from typing import Any, Protocol
 
 from aiohttp import web
 
@@ -49,16 +49,18 @@ class BodyTooLarge(Exception):
 
 
 async def read_bounded(request: web.Request, limit: int) -> bytes:
+    """The whole body, or BodyTooLarge. A declared length over the limit is refused
+    before reading; a chunked body is cut off by aiohttp at the app's ``client_max_size``
+    (which the app sets just above the limit) and refused here if it passed that."""
     if request.content_length is not None and request.content_length > limit:
         raise BodyTooLarge
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.content.iter_chunked(64 * 1024):
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge
-        chunks.append(chunk)
-    return b"".join(chunks)
+    try:
+        body = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise BodyTooLarge from None
+    if len(body) > limit:
+        raise BodyTooLarge
+    return body
 
 
 class CallbackEndpoint:
@@ -70,7 +72,7 @@ class CallbackEndpoint:
         clock: Clock,
         metrics: Metrics,
         late_reply: LateReplySink,
-        tasks: set[asyncio.Task[None]],
+        tasks: set[asyncio.Future[Any]],
         budget: float = 4.0,
         max_body: int = 1024 * 1024,
     ) -> None:
@@ -121,6 +123,9 @@ class CallbackEndpoint:
         nonce = request.query.get("nonce", "")
 
         key = inbound.dedup_key
+        # Read the sender's dialog state in the same Redis batch as the claim: one round
+        # trip for both (a retry simply does not use it).
+        prefetched = self.dispatcher.prefetch(inbound)
         claim = await self.dedup.claim(key)
         if claim.state is ClaimState.PENDING:
             # A retry while the first delivery is still running: give it the
@@ -136,11 +141,10 @@ class CallbackEndpoint:
                 return self._xml(claim.reply, encrypted, nonce)
             return web.Response(text=self.ack)
 
-        task = asyncio.create_task(self._handle(inbound))
+        task = asyncio.create_task(self.dispatcher.feed(inbound, prefetched))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
-        done, _ = await asyncio.wait({task}, timeout=self.budget)
-        if not done:
+        if not await _finished_within(task, self.budget):
             await self.dedup.defer(key)
             self.metrics.deferred.labels(self.channel).inc()
             log.warning(
@@ -159,19 +163,15 @@ class CallbackEndpoint:
         xml = self.codec.render(reply, inbound) if reply and not reply.is_empty else ""
         # Remember the answer for WeChat's retries without making this answer wait for
         # Redis; a retry arriving meanwhile waits on the still-pending claim.
-        self._track(self.dedup.finish(key, xml))
+        self._track(self.dedup.finish(key, xml))  # a future of the Redis batch, not a task
         if not xml:
             return web.Response(text=self.ack)
         return self._xml(xml, encrypted, nonce)
 
-    def _track(self, coro: Awaitable[None]) -> None:
-        task = asyncio.ensure_future(coro)
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
-        task.add_done_callback(_log_failure)
-
-    async def _handle(self, inbound: Inbound) -> Reply | None:
-        return await self.dispatcher.feed(inbound)
+    def _track(self, work: asyncio.Future[Any]) -> None:
+        self.tasks.add(work)
+        work.add_done_callback(self.tasks.discard)
+        work.add_done_callback(_log_failure)
 
     def _deliver_late(self, inbound: Inbound) -> Callable[[asyncio.Task[Reply | None]], None]:
         def callback(task: asyncio.Task[Reply | None]) -> None:
@@ -199,7 +199,27 @@ class CallbackEndpoint:
         return web.Response(text=body, content_type="application/xml")
 
 
-def _log_failure(task: asyncio.Task[None]) -> None:
+async def _finished_within(task: asyncio.Task[Any], budget: float) -> bool:
+    """Wait for the task up to ``budget`` seconds without cancelling it (``asyncio.wait``
+    for one task, minus its sets)."""
+    loop = asyncio.get_running_loop()
+    waiter: asyncio.Future[None] = loop.create_future()
+
+    def wake(_: object = None) -> None:
+        if not waiter.done():
+            waiter.set_result(None)
+
+    timer = loop.call_later(budget, wake)
+    task.add_done_callback(wake)
+    try:
+        await waiter
+    finally:
+        timer.cancel()
+        task.remove_done_callback(wake)
+    return task.done()
+
+
+def _log_failure(task: asyncio.Future[Any]) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.error("background callback work failed", exc_info=task.exception())
 

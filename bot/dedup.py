@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from enum import Enum
+from typing import Any
 
 import redis.asyncio as aioredis
 
@@ -79,8 +80,10 @@ class Deduplicator:
                 return claim
             await asyncio.sleep(interval)
 
-    async def finish(self, dedup_key: str, reply_xml: str) -> None:
-        await self._batch.execute(
+    def finish(self, dedup_key: str, reply_xml: str) -> asyncio.Future[Any]:
+        """Store the reply for retries; the caller need not wait (the future settles when
+        the batch comes back)."""
+        return self._batch.execute(
             "SET", self._key(dedup_key), _DONE + reply_xml.encode("utf-8"), "EX", self.ttl
         )
 

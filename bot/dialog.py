@@ -16,6 +16,7 @@ is judged by the app clock (``expires_at``); Redis' own TTL only sweeps up.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import json
 import logging
@@ -159,13 +160,19 @@ class DialogStore:
         return f"cb:dlg:{channel}:{user_id}"
 
     async def load(self, channel: str, user_id: str) -> DialogState | None:
-        raw = await self._batch.execute("GET", self.key(channel, user_id))
+        return self.decode(await self.fetch(channel, user_id))
+
+    def fetch(self, channel: str, user_id: str) -> asyncio.Future[bytes | None]:
+        """The stored value, read in the current batch; ``decode`` makes it a state."""
+        return self._batch.execute("GET", self.key(channel, user_id))
+
+    def decode(self, raw: bytes | None) -> DialogState | None:
         if raw is None:
             return None
         try:
             state = DialogState.from_json(raw)
         except (ValueError, TypeError, AttributeError):
-            log.warning("unreadable dialog state dropped", extra={"channel": str(channel)})
+            log.warning("unreadable dialog state dropped")
             return None
         if state.expires_at <= self.clock.timestamp():
             return None

@@ -28,6 +28,7 @@ With ``Dispatcher(dialogs=DialogStore(...))`` a message is routed in this order:
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
 import logging
@@ -471,13 +472,26 @@ class Dispatcher(Router):
                     f"@router.form handler; known forms: {sorted(forms)}"
                 )
 
-    async def feed(self, inbound: Inbound) -> Reply | None:
+    def prefetch(self, inbound: Inbound) -> asyncio.Future[bytes | None] | None:
+        """Start reading the sender's dialog state now (it joins the Redis batch being
+        gathered); pass the result to ``feed``."""
+        if self.dialogs is None:
+            return None
+        future = self.dialogs.fetch(inbound.channel, inbound.user_id)
+        future.add_done_callback(_unused_is_fine)
+        return future
+
+    async def feed(
+        self, inbound: Inbound, prefetched: asyncio.Future[bytes | None] | None = None
+    ) -> Reply | None:
         actor = await self.resolve_actor(inbound)
         update = Update(inbound=inbound, actor=actor)
         if inbound.text and actor.role != UNKNOWN:
             update.understanding = await self.understand(inbound.text, actor.role)
         if self.dialogs is not None and actor.role != UNKNOWN:
-            update.dialog_state = await self.dialogs.load(inbound.channel, inbound.user_id)
+            if prefetched is None:
+                prefetched = self.dialogs.fetch(inbound.channel, inbound.user_id)
+            update.dialog_state = self.dialogs.decode(await prefetched)
         return await self.dispatch(update)
 
     def _flat_routes(self) -> list[Route]:
@@ -621,6 +635,12 @@ class Dispatcher(Router):
         if self._on_error is not None:
             self._on_error(name)
         return Reply.say(SORRY)
+
+
+def _unused_is_fine(future: asyncio.Future[Any]) -> None:
+    # A prefetch nobody awaits (a retry, an unknown sender) must not log "never retrieved".
+    if not future.cancelled():
+        future.exception()
 
 
 def _refuse_unknown(what: str, params: Iterable[str], known: frozenset[str] | set[str]) -> None:

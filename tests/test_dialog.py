@@ -5,6 +5,7 @@ The state lives in a real Redis; time is a clock the test moves.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -13,7 +14,7 @@ import redis.asyncio as aioredis
 
 from bot.channels.inbound import Channel, Inbound
 from bot.dialog import (
-    CANCELLED, Ask, Dialog, DialogState, DialogStore, DialogUnavailable, Form, Invalid,
+    CANCELLED, Ask, Dialog, DialogStore, DialogUnavailable, Form, Invalid,
 )
 from bot.replies import Reply
 from bot.router import SORRY, UNKNOWN, Actor, Dispatcher, Router, Understanding
@@ -460,9 +461,9 @@ async def test_state_is_read_once_per_message_and_never_for_unknown_users(
     loads: list[tuple[str, str]] = []
 
     class CountingStore(DialogStore):
-        async def load(self, channel: str, user_id: str) -> DialogState | None:
+        def fetch(self, channel: str, user_id: str) -> asyncio.Future[bytes | None]:
             loads.append((str(channel), user_id))
-            return await super().load(channel, user_id)
+            return super().fetch(channel, user_id)
 
     d = Dispatcher(resolve_actor=resolve, understand=understand, dialogs=CountingStore(redis, clock))
     d.include(tickets_router([]), fallback_router())
@@ -471,6 +472,11 @@ async def test_state_is_read_once_per_message_and_never_for_unknown_users(
     await d.feed(text("10张"))
     await d.feed(text("你好", "stranger", Channel.WECOM))
     assert loads == [("wechat", AUDIENCE), ("wechat", AUDIENCE)]
+    # Read ahead (in the dedup claim's batch), the state is not read a second time.
+    ahead = d.prefetch(text("10张"))
+    assert ahead is not None
+    await d.feed(text("10张"), ahead)
+    assert len(loads) == 3
 
 
 async def test_without_a_store_handlers_get_a_dialog_that_says_why_it_cannot_help() -> None:
