@@ -1,10 +1,14 @@
 """Throughput and latency of ``POST /wechat/callback`` in safe (AES) mode, on one server process.
 
     .venv/bin/python bench/callback.py [--messages 5000] [--concurrency 64] [--warmup 500]
+                                       [--rounds 3]
 
 Two servers are measured one after the other, each in a child process of its own
 (``--serve``, started by this script) so that the load generator in this process
-does not steal the server's CPU:
+does not steal the server's CPU. They take turns ``--rounds`` times (baseline, then
+pipeline, on fresh servers each round); the ratio is the median of the rounds' ratios,
+each taken from two runs back to back, so a busy spell of other processes on the
+machine weighs on both sides of a ratio alike:
 
 pipeline
     the real app from ``init_app(settings, seed_demo=True, run_jobs=False)``:
@@ -46,6 +50,7 @@ import re
 import resource
 import shutil
 import signal
+import statistics
 import sys
 import tempfile
 import time
@@ -663,7 +668,10 @@ def _width(text: str) -> int:
     return sum(2 if "\u2e80" <= ch <= "\uffef" else 1 for ch in text)
 
 
-def _report(results: dict[str, Outcome], args: argparse.Namespace) -> None:
+def _report(
+    results: dict[str, Outcome], args: argparse.Namespace,
+    rounds: dict[str, list[Outcome]], ratios: list[float],
+) -> None:
     mode = f"open loop at {args.rate:g} msg/s" if args.rate > 0 else "closed loop"
     print()
     print(
@@ -744,10 +752,19 @@ def _report(results: dict[str, Outcome], args: argparse.Namespace) -> None:
             pad = " " * max(0, 16 - _width(name))
             print(f"  {name}{pad} n={len(xs):<5} p50 {xs[len(xs) // 2]:7.1f}  p99 {p99:7.1f}")
 
-    base = results.get("baseline")
     print()
-    ratio = pipe.rate / base.rate if pipe and base and base.rate else None
-    if ratio is not None:
+    ratio = statistics.median(ratios) if ratios else None
+    if len(ratios) > 1:
+        # Each round measures both sides back to back, so a ratio compares figures taken
+        # under the same load from whatever else runs on the machine.
+        print("rounds (baseline, then pipeline, each on a fresh server):")
+        for i, (b, p) in enumerate(zip(rounds["baseline"], rounds["pipeline"]), start=1):
+            print(
+                f"  round {i}: baseline {b.rate:5.0f} msg/s, pipeline {p.rate:5.0f} msg/s"
+                f" (p99 {p.pct(0.99):.1f} ms), ratio {p.rate / b.rate:.2f}"
+            )
+        print(f"ratio pipeline/baseline = {ratio:.2f} (median of {len(ratios)} rounds)")
+    elif ratio is not None:
         print(f"ratio pipeline/baseline = {ratio:.2f}")
     if pipe is not None:
         if args.profile != "none":
@@ -774,14 +791,54 @@ def _report(results: dict[str, Outcome], args: argparse.Namespace) -> None:
             )
 
 
+def _merged(rounds: list[Outcome]) -> Outcome:
+    """One side's rounds as one outcome: counts, times and CPU added, samples pooled."""
+    first = rounds[0]
+    if len(rounds) == 1:
+        return first
+
+    def total(name: str) -> float | None:
+        values = [getattr(o, name) for o in rounds]
+        return None if any(v is None for v in values) else sum(values)
+
+    return Outcome(
+        label=first.label,
+        messages=sum(o.messages for o in rounds),
+        seconds=sum(o.seconds for o in rounds),
+        latencies=[x for o in rounds for x in o.latencies],
+        statuses=[x for o in rounds for x in o.statuses],
+        bodies=[],
+        server_cpu=total("server_cpu"),
+        machine_busy=sum(o.machine_busy for o in rounds),
+        redis_cpu=total("redis_cpu"),
+        client_cpu=sum(o.client_cpu for o in rounds),
+        errors=sum(o.errors for o in rounds),
+        verified=sum(o.verified for o in rounds),
+        failures=[f for o in rounds for f in o.failures][:5],
+        texts=[x for o in rounds for x in o.texts],
+        first_contact=[x for o in rounds for x in o.first_contact],
+        server_log_errors=[x for o in rounds for x in o.server_log_errors],
+        profile_files=[x for o in rounds for x in o.profile_files],
+        redis_leaked=any(o.redis_leaked for o in rounds),
+    )
+
+
 async def _bench(args: argparse.Namespace) -> None:
     # The same credentials the server reads (from the environment, or the demo defaults).
     settings = Settings.from_env(env_file=None)
     sides = ["baseline", "pipeline"] if args.only == "both" else [args.only]
-    results: dict[str, Outcome] = {}
-    for kind in sides:
-        results[kind] = await _measure(kind, args, settings)
-    _report(results, args)
+    rounds: dict[str, list[Outcome]] = {kind: [] for kind in sides}
+    for r in range(args.rounds):
+        for kind in sides:
+            if args.rounds > 1:
+                print(f"[round {r + 1}/{args.rounds}]", file=sys.stderr, flush=True)
+            rounds[kind].append(await _measure(kind, args, settings))
+    ratios: list[float] = []
+    if len(sides) == 2:
+        ratios = [
+            p.rate / b.rate for b, p in zip(rounds["baseline"], rounds["pipeline"]) if b.rate
+        ]
+    _report({kind: _merged(outs) for kind, outs in rounds.items()}, args, rounds, ratios)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -792,6 +849,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--users", type=int, default=300, help="distinct openids per run")
     p.add_argument("--rate", type=float, default=0.0, help="open-loop msg/s (0 = closed loop)")
     p.add_argument("--only", choices=("both", "pipeline", "baseline"), default="both")
+    p.add_argument("--rounds", type=int, default=3,
+                   help="measure the sides alternately this many times (ratio = median)")
     p.add_argument("--verify-sample", type=int, default=0, help="replies to decrypt (0 = all)")
     p.add_argument("--profile", choices=("none", "pyinstrument", "cprofile"), default="none")
     p.add_argument("--profile-out", help="profile file stem (default $TMPDIR/cinebot-profile-…)")
@@ -802,8 +861,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.serve:
         asyncio.run(_serve(args.serve, args.profile))
         return 0
-    if args.messages <= 0 or args.concurrency <= 0:
-        p.error("--messages and --concurrency must be positive")
+    if args.messages <= 0 or args.concurrency <= 0 or args.rounds <= 0:
+        p.error("--messages, --concurrency and --rounds must be positive")
     if args.profile != "none" and args.profile != "cprofile":
         import importlib.util
 

@@ -481,5 +481,5 @@ async def _metrics_middleware(
         status = exc.status
         raise
     finally:
-        metrics.requests.labels(name, str(status)).inc()
-        metrics.latency.labels(name).observe(time.perf_counter() - started)
+        metrics.child(metrics.requests, name, str(status)).inc()
+        metrics.child(metrics.latency, name).observe(time.perf_counter() - started)

@@ -119,7 +119,7 @@ class CallbackEndpoint:
             inbound, encrypted = self.codec.decode(request.query, body, self.clock.timestamp())
         except CallbackRejected as exc:
             return self._reject(exc, request)
-        self.metrics.callbacks.labels(self.channel, _kind_label(inbound)).inc()
+        self.metrics.child(self.metrics.callbacks, self.channel, _kind_label(inbound)).inc()
         nonce = request.query.get("nonce", "")
 
         key = inbound.dedup_key
@@ -170,8 +170,11 @@ class CallbackEndpoint:
 
     def _track(self, work: asyncio.Future[Any]) -> None:
         self.tasks.add(work)
-        work.add_done_callback(self.tasks.discard)
-        work.add_done_callback(_log_failure)
+        work.add_done_callback(self._settled)
+
+    def _settled(self, work: asyncio.Future[Any]) -> None:
+        self.tasks.discard(work)
+        _log_failure(work)
 
     def _deliver_late(self, inbound: Inbound) -> Callable[[asyncio.Task[Reply | None]], None]:
         def callback(task: asyncio.Task[Reply | None]) -> None:

@@ -51,7 +51,14 @@ def pack(args: tuple[Any, ...]) -> bytes:
         args = (*args[0].split(), *args[1:])
     parts = [b"*%d\r\n" % len(args)]
     for arg in args:
-        if isinstance(arg, bytes):
+        kind = type(arg)
+        if kind is str:
+            value = arg.encode()
+        elif kind is bytes:
+            value = arg
+        elif kind is int:
+            value = b"%d" % arg
+        elif isinstance(arg, bytes):
             value = arg
         elif isinstance(arg, str):
             value = arg.encode()

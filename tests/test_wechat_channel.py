@@ -398,3 +398,25 @@ def test_only_flat_messages_take_the_fast_path() -> None:
     for name in ("nested-scancode", "repeated-tag", "attribute"):
         assert flat_fields(_PARSER_CASES[name].encode()) is None, name
     assert flat_fields(b"<xml><a>") is None
+
+
+@pytest.mark.parametrize(
+    "content",
+    ["你好", "", "选哪一场？\n\n<a href=\"weixin://bizmsgmenu?msgmenucontent=1&amp;msgmenuid=1\">1</a>",
+     "a & b < c > d \"'", "emoji 🎬 and tabs\t"],
+)
+def test_the_text_reply_template_agrees_with_wechatpy(content: str) -> None:
+    from wechatpy.replies import TextReply
+
+    from bot.channels.wechat import text_reply_xml
+
+    theirs = TextReply(source="gh_cinebot", target="oUser-1", content=content, time=1732000000)
+    assert text_reply_xml("gh_cinebot", "oUser-1", content, 1732000000) == theirs.render()
+
+
+def test_a_text_reply_survives_content_that_would_end_its_cdata() -> None:
+    from bot.channels.wechat import parse_wechat, text_reply_xml
+
+    content = "look: ]]> <b>not a tag</b> ]]>"
+    parsed = parse_wechat(text_reply_xml("gh", "o1", content, 1).encode())
+    assert parsed is not None and parsed.content == content
