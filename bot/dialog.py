@@ -21,7 +21,7 @@ import inspect
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from bot.replies import Reply
@@ -127,7 +127,11 @@ class DialogState:
     expires_at: float = 0.0  # epoch seconds, app clock
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), ensure_ascii=False, separators=(",", ":"))
+        value = {
+            "form": self.form, "slots": self.slots, "asked": self.asked,
+            "pending": self.pending, "data": self.data, "expires_at": self.expires_at,
+        }
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> DialogState:
@@ -178,14 +182,23 @@ class DialogStore:
             return None
         return state
 
+    # Writes are queued, not awaited: the reply need not wait a Redis round trip for them.
+    # The batcher sends everything on one connection in order, so the user's next message
+    # (whose read is issued later) sees the write. A failed write is logged; the next
+    # message then starts afresh, as it would after the state expired.
     async def save(self, channel: str, user_id: str, state: DialogState, timeout: int) -> None:
         state.expires_at = self.clock.timestamp() + timeout
-        await self._batch.execute(
+        self._batch.execute(
             "SET", self.key(channel, user_id), state.to_json(), "EX", int(timeout) + TTL_SLACK
-        )
+        ).add_done_callback(_log_lost_write)
 
     async def clear(self, channel: str, user_id: str) -> None:
-        await self._batch.execute("DEL", self.key(channel, user_id))
+        self._batch.execute("DEL", self.key(channel, user_id)).add_done_callback(_log_lost_write)
+
+
+def _log_lost_write(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.error("dialog state not written", exc_info=future.exception())
 
 
 class FormEntry(Protocol):

@@ -162,6 +162,10 @@ class CommandBatcher:
         self._closed = False
         kind = redis.connection_pool.connection_class
         self._raw = not issubclass(kind, SSLConnection)
+        if not self._raw:
+            # Pipelines may take different pooled connections; one at a time keeps the
+            # commands in the order they were issued (a write is seen by a later read).
+            self.max_inflight = 1
         self._pipelines: set[asyncio.Task[None]] = set()
 
     def execute(self, *args: Any) -> asyncio.Future[Any]:

@@ -80,8 +80,9 @@ async def ask_film(actor: Actor, clock: Clock, reference: ReferenceData) -> Repl
     titles: list[str] = []
     if cinema is not None:
         day_start = datetime.combine(today, time(0), SHANGHAI)
+        now = clock.now()
         for s in await reference.day_schedule(cinema.id, day_start):
-            if s.starts_at > clock.now() and s.film.title not in titles:
+            if s.starts_at > now and s.film.title not in titles:
                 titles.append(s.film.title)
     buttons = [Button(t, t) for t in titles[:MAX_CHOICES]]
     return Reply.say("想看哪部电影？", *buttons)

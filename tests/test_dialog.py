@@ -14,7 +14,7 @@ import redis.asyncio as aioredis
 
 from bot.channels.inbound import Channel, Inbound
 from bot.dialog import (
-    CANCELLED, Ask, Dialog, DialogStore, DialogUnavailable, Form, Invalid,
+    CANCELLED, Ask, Dialog, DialogState, DialogStore, DialogUnavailable, Form, Invalid,
 )
 from bot.replies import Reply
 from bot.router import SORRY, UNKNOWN, Actor, Dispatcher, Router, Understanding
@@ -591,3 +591,22 @@ def test_pending_data_is_only_for_routes_waiting_for_an_action() -> None:
 
     with pytest.raises(TypeError, match="pending_data"):
         d.check()
+
+
+def test_the_stored_state_holds_every_field() -> None:
+    from dataclasses import fields
+
+    state = DialogState(form="ticket", slots={"film": "哪吒"}, asked="count", pending="buy:show",
+                        data={"ids": [1, 2]}, expires_at=12.5)
+    assert set(json.loads(state.to_json())) == {f.name for f in fields(DialogState)}
+    assert DialogState.from_json(state.to_json()) == state
+
+
+async def test_a_write_behind_save_is_seen_by_the_next_read(redis: aioredis.Redis, clock: FakeClock) -> None:
+    store = DialogStore(redis, clock)
+    await store.save("wechat", "u1", DialogState(form="ticket", asked="film"), 600)
+    # Not awaited to the end, yet the next read goes out after it on the same connection.
+    state = await store.load("wechat", "u1")
+    assert state is not None and state.form == "ticket"
+    await store.clear("wechat", "u1")
+    assert await store.load("wechat", "u1") is None
