@@ -829,9 +829,9 @@ async def _bench(args: argparse.Namespace) -> None:
     sides = ["baseline", "pipeline"] if args.only == "both" else [args.only]
     rounds: dict[str, list[Outcome]] = {kind: [] for kind in sides}
     for r in range(args.rounds):
+        if args.rounds > 1:
+            print(f"[round {r + 1}/{args.rounds}]", file=sys.stderr, flush=True)
         for kind in sides:
-            if args.rounds > 1:
-                print(f"[round {r + 1}/{args.rounds}]", file=sys.stderr, flush=True)
             rounds[kind].append(await _measure(kind, args, settings))
     ratios: list[float] = []
     if len(sides) == 2:

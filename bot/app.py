@@ -481,5 +481,4 @@ async def _metrics_middleware(
         status = exc.status
         raise
     finally:
-        metrics.child(metrics.requests, name, str(status)).inc()
-        metrics.child(metrics.latency, name).observe(time.perf_counter() - started)
+        metrics.http.observe(name, str(status), time.perf_counter() - started)

@@ -154,3 +154,26 @@ async def test_healthz_turns_503_while_redis_is_down_and_recovers(
     redis_process.start()
     resp = await client.get("/healthz")
     assert resp.status == 200 and (await resp.json())["redis"] == "ok"
+
+
+def test_request_latency_lands_in_the_buckets_prometheus_would_use() -> None:
+    from prometheus_client import CollectorRegistry, Histogram, generate_latest
+
+    from bot.metrics import Metrics
+
+    ours = Metrics()
+    theirs = CollectorRegistry()
+    reference = Histogram("cinebot_http_request_seconds", "x", ["route"], registry=theirs,
+                          buckets=ours.http.bounds[:-1])
+    for seconds in (0.0005, 0.001, 0.003, 0.05, 0.051, 7.0, 11.0):
+        ours.http.observe("/wechat/callback", "200", seconds)
+        reference.labels("/wechat/callback").observe(seconds)
+
+    def lines(registry: CollectorRegistry) -> list[str]:
+        text = generate_latest(registry).decode()
+        return [ln for ln in text.splitlines() if ln.startswith("cinebot_http_request_seconds_")
+                and "_created" not in ln]
+
+    assert lines(ours.registry) == lines(theirs)
+    assert value(samples(generate_latest(ours.registry).decode()), "cinebot_http_requests_total",
+                 route="/wechat/callback", status="200") == 7
