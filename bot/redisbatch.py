@@ -231,7 +231,9 @@ class CommandBatcher:
                 future.set_exception(exc)
                 continue
             waiters.append((future, self._callback(args[0]), False))
-        if not waiters:
+        if not waiters:  # nothing sendable in this batch: go on with the rest
+            if self._pending:
+                self._flush()
             return
         future, callback, _ = waiters[-1]
         waiters[-1] = (future, callback, True)
@@ -292,7 +294,7 @@ class CommandBatcher:
                 else exc if isinstance(exc, Exception)
                 else RedisConnectionError("connection to Redis cancelled")
             )
-            if not isinstance(failure, RedisConnectionError | ResponseError):
+            if not isinstance(failure, RedisConnectionError | RedisTimeoutError | ResponseError):
                 failure = RedisConnectionError(f"cannot connect to Redis: {failure}")
             self._fail_pending(failure)
             if not isinstance(exc, Exception):

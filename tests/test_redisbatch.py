@@ -79,6 +79,15 @@ async def test_arguments_are_encoded_as_redis_py_encodes_them(batcher: CommandBa
     assert pack(("GET", "k")) == b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n"
     with pytest.raises(TypeError):
         await batcher.execute("SET", "flag", True)
+    small = CommandBatcher(batcher.redis, max_batch=2)
+    try:
+        calls = [small.execute("SET", "x", None) for _ in range(3)] + [small.execute("PING")]
+        for call in calls[:3]:
+            with pytest.raises(TypeError):
+                await call
+        assert await asyncio.wait_for(calls[3], 5) is True  # the batches after it still go
+    finally:
+        await small.aclose()
     assert await batcher.execute("GET", "text") == "影城".encode()  # the batch went on
 
 
