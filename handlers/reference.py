@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 import unicodedata
+from bisect import bisect_left, bisect_right
 from collections.abc import Awaitable, Callable, Hashable
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -21,6 +22,10 @@ from domain.cinemas import Cinema, Hall, home_cinema
 from domain.people import Staff, StaffRole
 
 T = TypeVar("T")
+
+
+def _starts_at(show: Showtime) -> datetime:
+    return show.starts_at
 
 
 def normalise_name(s: str) -> str:
@@ -115,9 +120,18 @@ class ReferenceData:
         return [f for f, names in await self.film_names() if any(n in needle for n in names)]
 
     async def day_schedule(self, cinema_id: int, day_start: datetime) -> list[Showtime]:
-        """All showtimes of a cinema day (it runs until 03:00 the next morning)."""
+        """All showtimes of a cinema day (it runs until 03:00 the next morning), by start."""
         end = day_start + timedelta(days=1, hours=3)
         return await self._cached(
             ("day", cinema_id, day_start.isoformat()),
             lambda: upcoming_showtimes(cinema_id, day_start, end, limit=1000),
         )
+
+    async def shows_from(
+        self, cinema_id: int, day_start: datetime, start: datetime, *, after: bool = False
+    ) -> list[Showtime]:
+        """The day's showtimes starting at ``start`` or later (strictly later with
+        ``after``): a bisection of the sorted day, not a comparison per show."""
+        schedule = await self.day_schedule(cinema_id, day_start)
+        find = bisect_right if after else bisect_left
+        return schedule[find(schedule, start, key=_starts_at):]

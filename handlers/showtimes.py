@@ -103,9 +103,8 @@ async def showtimes(
     film_ids = {f.id for f in films}
     shows = [
         s
-        for s in await reference.day_schedule(cinema.id, day_start)
-        if s.starts_at >= start
-        and (not film_ids or s.film_id in film_ids)  # type: ignore[attr-defined]
+        for s in await reference.shows_from(cinema.id, day_start, start)
+        if (not film_ids or s.film_id in film_ids)  # type: ignore[attr-defined]
         and (not hall_name or s.hall.name == hall_name)
     ]
     label = day_label(day, today, evening)

@@ -80,9 +80,8 @@ async def ask_film(actor: Actor, clock: Clock, reference: ReferenceData) -> Repl
     titles: list[str] = []
     if cinema is not None:
         day_start = datetime.combine(today, time(0), SHANGHAI)
-        now = clock.now()
-        for s in await reference.day_schedule(cinema.id, day_start):
-            if s.starts_at > now and s.film.title not in titles:
+        for s in await reference.shows_from(cinema.id, day_start, clock.now(), after=True):
+            if s.film.title not in titles:
                 titles.append(s.film.title)
     buttons = [Button(t, t) for t in titles[:MAX_CHOICES]]
     return Reply.say("想看哪部电影？", *buttons)
@@ -146,8 +145,8 @@ async def buy_ready(
     for d in days:
         day_start = datetime.combine(d, time(0), SHANGHAI)
         shows += [
-            s for s in await reference.day_schedule(cinema.id, day_start)
-            if s.film.title == title and s.starts_at > now and s not in shows
+            s for s in await reference.shows_from(cinema.id, day_start, now, after=True)
+            if s.film.title == title and s not in shows
             and (not slots.get("hall") or s.hall.name == slots["hall"])
         ]
         if shows and not slots.get("time"):
@@ -481,10 +480,10 @@ async def _change_targets(order: Order, clock: Clock, dialog: Dialog, reference:
     targets: list[Showtime] = []
     for offset in range(3):
         day_start = datetime.combine(today + timedelta(days=offset), time(0), SHANGHAI)
+        later = now + timedelta(minutes=30)
         targets += [
-            s for s in await reference.day_schedule(show.cinema_id, day_start)  # type: ignore[attr-defined]
-            if s.film_id == show.film_id and s.id != show.id and s.starts_at > now + timedelta(minutes=30)  # type: ignore[attr-defined]
-            and s not in targets
+            s for s in await reference.shows_from(show.cinema_id, day_start, later, after=True)  # type: ignore[attr-defined]
+            if s.film_id == show.film_id and s.id != show.id and s not in targets  # type: ignore[attr-defined]
         ]
     if not targets:
         return Reply.say(f"《{show.film.title}》近三天没有其他场次可改签。")

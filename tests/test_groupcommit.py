@@ -134,3 +134,22 @@ async def test_concurrent_cache_misses_load_once(monkeypatch: pytest.MonkeyPatch
                                     return_exceptions=True)
     assert all(isinstance(o, RuntimeError) for o in outcomes)
     assert await reference._cached("k", load) == "rows"  # a failure is not cached
+
+
+async def test_shows_from_cuts_the_sorted_day_at_the_start_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    from types import SimpleNamespace
+
+    day = datetime(2026, 11, 22, tzinfo=UTC)
+    shows = [SimpleNamespace(id=i, starts_at=day.replace(hour=h)) for i, h in enumerate((10, 13, 13, 19, 22))]
+    reference = ReferenceData()
+
+    async def schedule(cinema_id: int, day_start: datetime) -> list[SimpleNamespace]:
+        return shows
+
+    monkeypatch.setattr(reference, "day_schedule", schedule)
+    ids = lambda found: [s.id for s in found]  # noqa: E731
+    assert ids(await reference.shows_from(1, day, day.replace(hour=13))) == [1, 2, 3, 4]
+    assert ids(await reference.shows_from(1, day, day.replace(hour=13), after=True)) == [3, 4]
+    assert ids(await reference.shows_from(1, day, day.replace(hour=12, minute=59))) == [1, 2, 3, 4]
+    assert ids(await reference.shows_from(1, day, day.replace(hour=23))) == []
+    assert ids(await reference.shows_from(1, day, day)) == [0, 1, 2, 3, 4]
