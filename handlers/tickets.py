@@ -100,9 +100,15 @@ async def ask_count(slots: dict[str, Any]) -> Reply:
     return Reply.say(f"《{slots.get('film', '')}》要几张？", *(Button(f"{n}张") for n in (1, 2, 3, 4)))
 
 
+# A number is a ticket count when a unit follows it (「要2张」) or when it is the whole
+# answer (「2」「两个」); not when it is part of a name (「今晚哪吒2几点」 asks about 哪吒2).
+_COUNT_WITH_UNIT = re.compile(r"(\d+|[一二两三四五六七八九十])\s*[张个位人]")
+_COUNT_ALONE = re.compile(r"\s*(?:要|买)?\s*(\d+|[一二两三四五六七八九十])\s*[张个位人]?\s*[。！!.，,]?\s*")
+
+
 async def check_count(value: Any, text: str) -> int | None:
     if value is None:
-        match = re.search(r"(\d+|[一二两三四五六七八九十])\s*[张个位人]?", text)
+        match = _COUNT_WITH_UNIT.search(text) or _COUNT_ALONE.fullmatch(text)
         if not match:
             return None
         value = _cn_number(match.group(1))

@@ -224,3 +224,21 @@ async def test_a_half_finished_purchase_is_forgotten_after_its_timeout(callbacks
     later = await say(callbacks, "2张")
     assert "座位：" not in later and "《沙丘" not in later  # the form is gone: no purchase
     assert not await Order.exists(openid=OPENID)
+
+
+async def test_a_number_inside_a_film_name_is_not_a_ticket_count(callbacks, clock) -> None:
+    await say(callbacks, "我要买票")
+    assert "几张" in await say(callbacks, "沙丘2")
+    # Asked 「要几张」, the user asks about another film whose name ends in 2: no seats held,
+    # no show offered for two tickets.
+    answer = await say(callbacks, "今晚哪吒2几点")
+    assert "座位：" not in answer and "选一场" not in answer
+    assert not await Order.exists(openid=OPENID)
+
+
+@pytest.mark.parametrize("count", ["要2个", "3", "两张"])
+async def test_a_count_with_its_unit_or_alone_answers_how_many(callbacks, clock, count) -> None:
+    await say(callbacks, "我要买票")
+    assert "几张" in await say(callbacks, "沙丘2")
+    moved_on = await say(callbacks, count)  # to the show to pick (or straight to the seats)
+    assert "几张" not in moved_on and ("选一场" in moved_on or "座位：" in moved_on)
