@@ -484,9 +484,9 @@ async def _change_targets(order: Order, clock: Clock, dialog: Dialog, reference:
     today = local(now).date()
     show = order.showtime
     targets: list[Showtime] = []
+    later = now + timedelta(minutes=30)
     for offset in range(3):
         day_start = datetime.combine(today + timedelta(days=offset), time(0), SHANGHAI)
-        later = now + timedelta(minutes=30)
         targets += [
             s for s in await reference.shows_from(show.cinema_id, day_start, later, after=True)  # type: ignore[attr-defined]
             if s.film_id == show.film_id and s.id != show.id and s not in targets  # type: ignore[attr-defined]
