@@ -51,17 +51,10 @@ def pack(args: tuple[Any, ...]) -> bytes:
         args = (*args[0].split(), *args[1:])
     parts = [b"*%d\r\n" % len(args)]
     for arg in args:
-        kind = type(arg)
-        if kind is str:
+        if isinstance(arg, str):
             value = arg.encode()
-        elif kind is bytes:
-            value = arg
-        elif kind is int:
-            value = b"%d" % arg
         elif isinstance(arg, bytes):
             value = arg
-        elif isinstance(arg, str):
-            value = arg.encode()
         elif isinstance(arg, bool):
             raise TypeError("a bool is not a Redis argument; convert it to a number or text")
         elif isinstance(arg, int):
@@ -288,14 +281,13 @@ class CommandBatcher:
             self._connecting = None
             if wire.transport is not None:
                 wire.transport.abort()
-            failure = (
-                RedisTimeoutError("timed out connecting to Redis")
-                if isinstance(exc, TimeoutError)
-                else exc if isinstance(exc, Exception)
-                else RedisConnectionError("connection to Redis cancelled")
-            )
-            if not isinstance(failure, RedisConnectionError | RedisTimeoutError | ResponseError):
-                failure = RedisConnectionError(f"cannot connect to Redis: {failure}")
+            failure: Exception
+            if isinstance(exc, TimeoutError):
+                failure = RedisTimeoutError("timed out connecting to Redis")
+            elif isinstance(exc, RedisConnectionError | ResponseError):  # e.g. a refused password
+                failure = exc
+            else:  # OSError, cancellation
+                failure = RedisConnectionError(f"cannot connect to Redis: {exc!r}")
             self._fail_pending(failure)
             if not isinstance(exc, Exception):
                 raise
