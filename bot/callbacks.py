@@ -126,7 +126,13 @@ class CallbackEndpoint:
         # Read the sender's dialog state in the same Redis batch as the claim: one round
         # trip for both (a retry simply does not use it).
         prefetched = self.dispatcher.prefetch(inbound)
-        claim = await self.dedup.claim(key)
+        try:
+            claim = await self.dedup.claim(key)
+        except BaseException:
+            self.dispatcher.unused(prefetched)
+            raise
+        if claim.state is not ClaimState.NEW:
+            self.dispatcher.unused(prefetched)
         if claim.state is ClaimState.PENDING:
             # A retry while the first delivery is still running: give it the
             # first one's answer if it comes within our budget.
@@ -141,25 +147,28 @@ class CallbackEndpoint:
                 return self._xml(claim.reply, encrypted, nonce)
             return web.Response(text=self.ack)
 
-        task = asyncio.create_task(self.dispatcher.feed(inbound, prefetched))
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[Reply | None] = loop.create_future()
+        timer = loop.call_later(self.budget, _overran, answer)
+        task = loop.create_task(self._handle(inbound, prefetched, answer))
         self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
-        if not await _finished_within(task, self.budget):
+        try:
+            reply = await answer
+        except Exception:
+            # Nothing was answered: drop the claim so WeChat's retry is handled afresh
+            # instead of waiting on a lease nobody will finish. (aiohttp logs it and answers 500.)
+            await self.dedup.release(key)
+            raise
+        finally:
+            timer.cancel()
+        if reply is OVERRAN:
             await self.dedup.defer(key)
             self.metrics.deferred.labels(self.channel).inc()
             log.warning(
                 "handler overran its budget; replying asynchronously",
                 extra={"channel": self.channel, "user": short_openid(inbound.user_id)},
             )
-            task.add_done_callback(self._deliver_late(inbound))
             return web.Response(text=self.ack)
-        try:
-            reply = task.result()
-        except Exception:
-            # Nothing was answered: drop the claim so WeChat's retry is handled afresh
-            # instead of waiting on a lease nobody will finish. (aiohttp logs it and answers 500.)
-            await self.dedup.release(key)
-            raise
         xml = self.codec.render(reply, inbound) if reply and not reply.is_empty else ""
         # Remember the answer for WeChat's retries without making this answer wait for
         # Redis; a retry arriving meanwhile waits on the still-pending claim.
@@ -176,50 +185,55 @@ class CallbackEndpoint:
         self.tasks.discard(work)
         _log_failure(work)
 
-    def _deliver_late(self, inbound: Inbound) -> Callable[[asyncio.Task[Reply | None]], None]:
-        def callback(task: asyncio.Task[Reply | None]) -> None:
-            if task.cancelled():
-                return
-            if task.exception() is not None:
+    async def _handle(
+        self,
+        inbound: Inbound,
+        prefetched: asyncio.Future[bytes | None] | None,
+        answer: asyncio.Future[Reply | None],
+    ) -> None:
+        """Run the dispatcher and hand its reply to the waiting request — straight from
+        this task, without a done-callback hop. A reply that comes after the budget ran
+        out (``answer`` already settled) goes out through the late-reply sink instead."""
+        try:
+            try:
+                reply = await self.dispatcher.feed(inbound, prefetched)
+            except Exception as exc:
+                if not answer.done():
+                    answer.set_exception(exc)
+                    return
                 log.error(
                     "late handler failed; no reply will be sent",
-                    exc_info=task.exception(),
+                    exc_info=exc,
                     extra={"channel": self.channel, "user": short_openid(inbound.user_id)},
                 )
                 return
-            reply = task.result()
-            if reply is None or reply.is_empty:
-                return
-            sink = asyncio.create_task(self.late_reply(inbound, reply))
-            self.tasks.add(sink)
-            sink.add_done_callback(self.tasks.discard)
-            sink.add_done_callback(_log_failure)
-
-        return callback
+            if not answer.done():
+                answer.set_result(reply)
+            elif reply is not None and not reply.is_empty:
+                try:
+                    await self.late_reply(inbound, reply)
+                except Exception:
+                    log.exception("background callback work failed")
+        finally:
+            if not answer.done():  # cancelled (shutdown): the request must not wait forever
+                answer.cancel()
+            self.tasks.discard(asyncio.current_task())  # type: ignore[arg-type]
 
     def _xml(self, xml: str, encrypted: bool, nonce: str) -> web.Response:
         body = self.codec.encode(xml, encrypted, nonce, int(self.clock.timestamp()))
         return web.Response(text=body, content_type="application/xml")
 
 
-async def _finished_within(task: asyncio.Task[Any], budget: float) -> bool:
-    """Wait for the task up to ``budget`` seconds without cancelling it (``asyncio.wait``
-    for one task, minus its sets)."""
-    loop = asyncio.get_running_loop()
-    waiter: asyncio.Future[None] = loop.create_future()
+class _Overran:
+    """The handler did not answer within the budget."""
 
-    def wake(_: object = None) -> None:
-        if not waiter.done():
-            waiter.set_result(None)
 
-    timer = loop.call_later(budget, wake)
-    task.add_done_callback(wake)
-    try:
-        await waiter
-    finally:
-        timer.cancel()
-        task.remove_done_callback(wake)
-    return task.done()
+OVERRAN: Any = _Overran()
+
+
+def _overran(answer: asyncio.Future[Any]) -> None:
+    if not answer.done():
+        answer.set_result(OVERRAN)
 
 
 def _log_failure(task: asyncio.Future[Any]) -> None:

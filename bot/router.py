@@ -477,18 +477,29 @@ class Dispatcher(Router):
         gathered); pass the result to ``feed``."""
         if self.dialogs is None:
             return None
-        future = self.dialogs.fetch(inbound.channel, inbound.user_id)
-        future.add_done_callback(_unused_is_fine)
-        return future
+        return self.dialogs.fetch(inbound.channel, inbound.user_id)
+
+    @staticmethod
+    def unused(prefetched: asyncio.Future[Any] | None) -> None:
+        """A prefetch nobody will await (a retry, an unknown sender, a failure before
+        ``feed`` read it): its error, if any, is not worth a "never retrieved" warning."""
+        if prefetched is not None:
+            prefetched.add_done_callback(_unused_is_fine)
 
     async def feed(
         self, inbound: Inbound, prefetched: asyncio.Future[bytes | None] | None = None
     ) -> Reply | None:
-        actor = await self.resolve_actor(inbound)
-        update = Update(inbound=inbound, actor=actor)
-        if inbound.text and actor.role != UNKNOWN:
-            update.understanding = await self.understand(inbound.text, actor.role)
-        if self.dialogs is not None and actor.role != UNKNOWN:
+        try:
+            actor = await self.resolve_actor(inbound)
+            update = Update(inbound=inbound, actor=actor)
+            if inbound.text and actor.role != UNKNOWN:
+                update.understanding = await self.understand(inbound.text, actor.role)
+        except BaseException:
+            self.unused(prefetched)
+            raise
+        if actor.role == UNKNOWN:
+            self.unused(prefetched)
+        elif self.dialogs is not None:
             if prefetched is None:
                 prefetched = self.dialogs.fetch(inbound.channel, inbound.user_id)
             update.dialog_state = self.dialogs.decode(await prefetched)
@@ -638,7 +649,6 @@ class Dispatcher(Router):
 
 
 def _unused_is_fine(future: asyncio.Future[Any]) -> None:
-    # A prefetch nobody awaits (a retry, an unknown sender) must not log "never retrieved".
     if not future.cancelled():
         future.exception()
 

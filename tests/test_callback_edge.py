@@ -587,3 +587,27 @@ async def test_a_slow_handler_answers_success_in_time_and_replies_later_through_
     assert await OutboundMessage.filter(recipient=OPENID).count() == 1
     assert heard == ["你好"]
     assert await read_metric(client, "cinebot_replies_deferred_total", channel="wechat") == 1
+
+
+async def test_a_slow_handler_that_then_fails_is_logged_and_sends_nothing(
+    make_client, settings, clock, caplog
+) -> None:
+    finished = asyncio.Event()
+
+    async def slow_then_broken(text: str, role: str) -> Understanding:
+        await asyncio.sleep(0.5)
+        finished.set()
+        raise ConnectionError("classifier went away")
+
+    client = await make_client(settings={"handler_budget": 0.2}, understand=slow_then_broken)
+    signer = WeChatSigner(settings)
+    xml = text_xml(ACCOUNT, OPENID, "你好", next_msg_id())
+    status, text, _ = await post_signed(client, signer, xml, int(clock.timestamp()))
+    assert (status, text) == (200, "success")
+    await asyncio.wait_for(finished.wait(), 2)
+    for _ in range(50):
+        if any("late handler failed" in r.getMessage() for r in caplog.records):
+            break
+        await asyncio.sleep(0.02)
+    assert any("late handler failed" in r.getMessage() for r in caplog.records)
+    assert await OutboundMessage.filter(recipient=OPENID).count() == 0
