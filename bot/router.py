@@ -187,10 +187,13 @@ class Route:
     channels: frozenset[str] | None = None
     kinds: frozenset[str] | None = None
     roles: frozenset[str] | None = None
+    # The filters left to run once the dispatcher's index has proved the four above
+    # (None: all of them).
+    rest: tuple[Filter, ...] | None = None
 
-    def match(self, update: Update) -> dict[str, Any] | None:
+    def match(self, update: Update, proved: bool = False) -> dict[str, Any] | None:
         data: dict[str, Any] = {}
-        for check in self.filters:
+        for check in self.rest if proved and self.rest is not None else self.filters:
             result = check(update)
             if not result:
                 return None
@@ -251,20 +254,26 @@ class Router:
             if not form_name:
                 raise ValueError("form= needs a form name")
             filters.append(lambda u, f=form_name: u.dialog_state is not None and u.dialog_state.form == f)
+        # What the dispatcher's index (intent, channel, kind, role) answers by itself; its
+        # filters give no data but what every handler is offered anyway (intent, slots).
+        indexed: list[Filter] = []
         if channel is not None:
-            filters.append(lambda u, c=channel: u.inbound.channel == c)
+            indexed.append(lambda u, c=channel: u.inbound.channel == c)
         roles = _roles(role)
         if roles is not None:
-            filters.append(lambda u, r=roles: u.actor.role in r)
+            indexed.append(lambda u, r=roles: u.actor.role in r)
         kinds = _as_set(kind)
         if kinds is not None:
-            filters.append(lambda u, k=kinds: u.inbound.kind in k)
+            indexed.append(lambda u, k=kinds: u.inbound.kind in k)
+        filters.extend(indexed)
         events = _as_set(event)
         if events is not None:
             filters.append(lambda u, e=events: u.inbound.kind == "event" and u.inbound.event in e)
         intents = _as_set(intent)
         if intents is not None:
-            filters.append(_intent_filter(intents))
+            check = _intent_filter(intents)
+            indexed.append(check)
+            filters.append(check)
         if button is not None:
             filters.append(_prefix_filter("event_key", button, "button_args"))
         if scene is not None:
@@ -285,6 +294,7 @@ class Router:
                     kinds=frozenset({"event"}) & kinds if events is not None and kinds is not None
                     else frozenset({"event"}) if events is not None else kinds,
                     roles=roles,
+                    rest=tuple(f for f in filters if all(f is not i for i in indexed)),
                 )
             )
             Router.generation += 1
@@ -570,7 +580,7 @@ class Dispatcher(Router):
         elif state is not None and state.pending is not None:
             result = await self._while_pending(turn)
         if isinstance(result, _NoMatch):
-            result = await self._run(self._plain_for(update), turn)
+            result = await self._run(self._plain_for(update), turn, proved=True)
         return None if isinstance(result, _NoMatch) else result
 
     async def _during_form(self, turn: Turn, name: str) -> Routed:
@@ -617,15 +627,18 @@ class Dispatcher(Router):
             return Reply.say(CANCELLED)
         return NO_MATCH
 
-    async def _run(self, routes: Iterable[Route], turn: Turn, scoped: bool = False) -> Routed:
+    async def _run(
+        self, routes: Iterable[Route], turn: Turn, scoped: bool = False, proved: bool = False
+    ) -> Routed:
         """The reply of the first matching route.
 
         ``scoped`` (routes waiting for a pending action or a form): a handler that answers
         ``None`` without using ``dialog`` passes the message on, as if it had not matched.
+        ``proved``: the routes come from ``_plain_for``, so only their other filters run.
         """
         update = turn.update
         for route in routes:
-            data = route.match(update)
+            data = route.match(update, proved)
             if data is None:
                 continue
             available = turn.available()

@@ -351,3 +351,50 @@ async def test_a_handler_that_raises_gets_an_apology_and_counts_as_an_error() ->
     # The dispatcher is none the worse for it.
     assert await d.feed(text("你好")) == Reply.say("hi")
     assert len(errors) == 1
+
+
+async def test_indexed_routes_still_run_their_other_filters_and_get_intent_and_slots() -> None:
+    # The dispatcher's (intent, channel, kind, role) index proves those filters; what it
+    # cannot prove (an event name, a button, a `when=`) must still decide.
+    table = {
+        "三号厅": Understanding("report_fault", slots={"hall": "3号厅"}),
+        "冷": Understanding("report_fault"),
+    }
+    d = dispatcher(table, roles={"staff01": "staff", "boss01": "manager"})
+    order: list[str] = []
+
+    @d.on(intent="report_fault", role="staff", channel=Channel.WECOM,
+          when=lambda u: u.inbound.text == "三号厅")
+    async def with_hall(intent: str, slots: dict[str, Any]) -> Reply:
+        order.append("with_hall")
+        return Reply.say(f"{intent}:{slots['hall']}")
+
+    @d.on(intent="report_fault", channel=Channel.WECOM)
+    async def any_fault(intent: str, slots: dict[str, Any]) -> Reply:
+        order.append("any_fault")
+        return Reply.say(f"{intent}:{dict(slots)}")
+
+    @d.on(kind="event", event="click")
+    async def clicked() -> Reply:
+        return Reply.say("clicked")
+
+    @d.on(kind="event")
+    async def other_event() -> Reply:
+        return Reply.say("other event")
+
+    d.check()
+    assert await d.feed(text("三号厅", user="staff01", channel=Channel.WECOM)) == Reply.say(
+        "report_fault:3号厅"
+    )
+    assert await d.feed(text("冷", user="staff01", channel=Channel.WECOM)) == Reply.say(
+        "report_fault:{}"
+    )
+    # A manager is not `role="staff"`: the first route is skipped, the second answers.
+    assert await d.feed(text("三号厅", user="boss01", channel=Channel.WECOM)) == Reply.say(
+        "report_fault:{'hall': '3号厅'}"
+    )
+    # On WeChat neither route's channel fits.
+    assert await d.feed(text("三号厅")) is None
+    assert await d.feed(event("subscribe")) == Reply.say("other event")
+    assert await d.feed(event("CLICK".lower(), key="k")) == Reply.say("clicked")
+    assert order == ["with_hall", "any_fault", "any_fault"]
