@@ -150,10 +150,14 @@ class CallbackEndpoint:
         loop = asyncio.get_running_loop()
         answer: asyncio.Future[Reply | None] = loop.create_future()
         timer = loop.call_later(self.budget, _overran, answer)
+        # Not in ``tasks`` unless it overruns: until then this request holds it, and the
+        # server's graceful shutdown waits for requests in flight.
         task = loop.create_task(self._handle(inbound, prefetched, answer))
-        self.tasks.add(task)
         try:
             reply = await answer
+        except asyncio.CancelledError:
+            self._adopt(task)  # this request is gone; the handler still finishes
+            raise
         except Exception:
             # Nothing was answered: drop the claim so WeChat's retry is handled afresh
             # instead of waiting on a lease nobody will finish. (aiohttp logs it and answers 500.)
@@ -162,6 +166,7 @@ class CallbackEndpoint:
         finally:
             timer.cancel()
         if reply is OVERRAN:
+            self._adopt(task)
             await self.dedup.defer(key)
             self.metrics.deferred.labels(self.channel).inc()
             log.warning(
@@ -176,6 +181,11 @@ class CallbackEndpoint:
         if not xml:
             return web.Response(text=self.ack)
         return self._xml(xml, encrypted, nonce)
+
+    def _adopt(self, task: asyncio.Task[None]) -> None:
+        """Keep a handler that outlives its request in ``tasks`` (shutdown waits for it)."""
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
 
     def _track(self, work: asyncio.Future[Any]) -> None:
         self.tasks.add(work)
@@ -217,7 +227,6 @@ class CallbackEndpoint:
         finally:
             if not answer.done():  # cancelled (shutdown): the request must not wait forever
                 answer.cancel()
-            self.tasks.discard(asyncio.current_task())  # type: ignore[arg-type]
 
     def _xml(self, xml: str, encrypted: bool, nonce: str) -> web.Response:
         body = self.codec.encode(xml, encrypted, nonce, int(self.clock.timestamp()))

@@ -611,3 +611,27 @@ async def test_a_slow_handler_that_then_fails_is_logged_and_sends_nothing(
         await asyncio.sleep(0.02)
     assert any("late handler failed" in r.getMessage() for r in caplog.records)
     assert await OutboundMessage.filter(recipient=OPENID).count() == 0
+
+
+async def test_shutting_down_waits_for_a_handler_that_overran_and_sends_its_reply(
+    make_client, settings, clock
+) -> None:
+    sent: list[tuple[str, str]] = []
+
+    async def slow_understand(text: str, role: str) -> Understanding:
+        await asyncio.sleep(0.5)
+        return Understanding("greeting")
+
+    async def late_reply(inbound: Any, reply: Any) -> None:
+        sent.append((inbound.user_id, reply.text))
+
+    client = await make_client(
+        settings={"handler_budget": 0.1}, understand=slow_understand, late_reply=late_reply
+    )
+    signer = WeChatSigner(settings)
+    xml = text_xml(ACCOUNT, OPENID, "你好", next_msg_id())
+    status, text, _ = await post_signed(client, signer, xml, int(clock.timestamp()))
+    assert (status, text) == (200, "success")
+    assert sent == []
+    await client.close()  # the app's cleanup waits for the handler still running
+    assert len(sent) == 1 and sent[0][0] == OPENID and "小助手" in sent[0][1]
