@@ -420,3 +420,72 @@ def test_a_text_reply_survives_content_that_would_end_its_cdata() -> None:
     content = "look: ]]> <b>not a tag</b> ]]>"
     parsed = parse_wechat(text_reply_xml("gh", "o1", content, 1).encode())
     assert parsed is not None and parsed.content == content
+
+
+_TRICKY_FLAT = [
+    "<xml><A><![CDATA[a]]>]]></A></xml>",  # "]]>" outside CDATA: not XML
+    "<xml><A><![CDATA[a]]]]><![CDATA[>]]></A></xml>",  # two sections
+    "<xml><A>a &amp; b</A></xml>",  # an entity
+    "<xml><A>a\r\nb</A></xml>",  # XML turns CR LF into LF
+    "<xml><A><![CDATA[a\rb]]></A></xml>",
+    "<xml><A>a\x01b</A></xml>",  # a control character: not XML
+    "<xml><A><![CDATA[\x08]]></A></xml>",
+    "<xml><A>1</A><A>2</A></xml>",  # repeated
+    "<xml><A>1</B></xml>",  # mismatched
+    "<xml><A b='1'>1</A></xml>",  # attribute
+    "<xml><A/></xml>",  # self-closing
+    "<xml><A><B>1</B></A></xml>",  # nested
+    "<?xml version='1.0'?><xml><A>1</A></xml>",  # declaration
+    "\ufeff<xml><A>1</A></xml>",  # byte-order mark
+    "<xml>junk<A>1</A></xml>",  # text between
+    "<xml><A>  <![CDATA[ x ]]>  </A></xml>",  # CDATA with blanks around
+    "<xml><A>\u3000全角空格\u3000</A></xml>",
+    "<xml><A>a ] b</A></xml>",
+    "<xml><A>a > b</A></xml>",
+    "<xml><A></A><B><![CDATA[]]></B></xml>",
+    "<xml><ns:A>1</ns:A></xml>",
+    "<xml><A>1</A></xml>trailing",
+    "  \n<xml>\n  <A>1</A>\n  <B><![CDATA[二]]></B>\n</xml>\n",
+    "<xml><A>1</A>",
+    "<XML><A>1</A></XML>",
+    "<xml><A>\ud83c\udfac</A></xml>",
+]
+
+
+@pytest.mark.parametrize("xml", _TRICKY_FLAT)
+def test_the_flat_pattern_reads_what_elementtree_reads_or_steps_aside(xml: str) -> None:
+    from bot.channels.wechat import _flat_by_pattern, _flat_by_tree
+
+    for doc in (xml, xml.encode("utf-8", "surrogatepass")):
+        fast = _flat_by_pattern(doc)
+        assert fast is None or fast == _flat_by_tree(doc), doc
+
+
+def test_the_flat_pattern_agrees_with_elementtree_on_random_documents() -> None:
+    import random
+
+    from bot.channels.wechat import _flat_by_pattern, _flat_by_tree
+
+    pieces = [
+        "<xml>", "</xml>", "<A>", "</A>", "<B>", "</B>", "<![CDATA[", "]]>", "]", ">", "<",
+        "&amp;", "&", "x", "你好", " ", "\n", "\r", "\t", "\x01", "<C/>", "<A k='v'>", "1",
+        "\u3000", "🎬",
+    ]
+    rng = random.Random(20261122)
+    fast_path = 0
+    for _ in range(4000):
+        body = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 12)))
+        # Mostly well-formed skeletons with random content, some pure noise.
+        doc = f"<xml><A>{body}</A><B><![CDATA[{body}]]></B></xml>" if rng.random() < 0.7 else body
+        fast = _flat_by_pattern(doc)
+        if fast is not None:
+            fast_path += 1
+            assert fast == _flat_by_tree(doc), repr(doc)
+    assert fast_path > 200  # the pattern does take the usual shapes (321 with this seed)
+
+
+def test_the_sample_messages_take_the_pattern() -> None:
+    from bot.channels.wechat import _flat_by_pattern
+
+    for name in ("text", "text-padded", "text-empty", "image", "location", "scan", "click"):
+        assert _flat_by_pattern(_PARSER_CASES[name].encode()) is not None, name

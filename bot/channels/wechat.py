@@ -58,13 +58,48 @@ def envelope(body: bytes) -> dict[str, Any]:
     return parse_xml(body)
 
 
-def flat_fields(plain: bytes | str) -> dict[str, Any] | None:
-    """The fields of a flat message (every child of <xml> a leaf), exactly as xmltodict
-    gives them (text stripped, empty → None); None when the XML is anything else.
+# A flat message exactly as WeChat writes it: <xml>, then leaf elements whose content is
+# one CDATA section or plain text, then </xml>. Content with anything XML would rewrite
+# (entities, carriage returns, "]]>" outside CDATA) or refuse (control characters) does
+# not match, and such messages go through ElementTree, as does everything else unusual.
+_XML_BAD = "\x00-\x08\x0b\x0c\r\x0e-\x1f\ud800-\udfff\ufffe\uffff"
+_FLAT_HEAD = re.compile(r"[ \t\n]*<xml>[ \t\n]*")
+_FLAT_FIELD = re.compile(
+    r"<([A-Za-z_][A-Za-z0-9_]*)>"
+    rf"(?:(?><!\[CDATA\[([^{_XML_BAD}]*?)\]\]>)|([^<&\]{_XML_BAD}]*))"
+    r"</\1>[ \t\n]*"
+)
+_FLAT_TAIL = re.compile(r"</xml>[ \t\n]*\Z")
 
-    ElementTree's C parser does in a few microseconds what xmltodict's pure-Python
-    callbacks do in tens; anything unusual (nested elements such as ScanCodeInfo,
-    attributes, repeated tags, bad XML) is left to wechatpy's own parser."""
+
+def _flat_by_pattern(plain: bytes | str) -> dict[str, Any] | None:
+    """:func:`flat_fields` for the usual shape without building a tree; None when the
+    message has any other shape (ElementTree then decides)."""
+    if isinstance(plain, bytes):
+        try:
+            text = plain.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+    else:
+        text = plain
+    head = _FLAT_HEAD.match(text)
+    if head is None:
+        return None
+    out: dict[str, Any] = {}
+    pos = head.end()
+    while (field := _FLAT_FIELD.match(text, pos)) is not None:
+        tag, cdata, raw = field.group(1, 2, 3)
+        if tag in out:
+            return None
+        value = cdata if cdata is not None else raw
+        out[tag] = value.strip() or None
+        pos = field.end()
+    if _FLAT_TAIL.match(text, pos) is None:
+        return None
+    return out
+
+
+def _flat_by_tree(plain: bytes | str) -> dict[str, Any] | None:
     try:
         root = ET.fromstring(plain)
     except (ET.ParseError, ValueError, TypeError):
@@ -78,6 +113,18 @@ def flat_fields(plain: bytes | str) -> dict[str, Any] | None:
         text = child.text.strip() if child.text else ""
         out[child.tag] = text or None
     return out
+
+
+def flat_fields(plain: bytes | str) -> dict[str, Any] | None:
+    """The fields of a flat message (every child of <xml> a leaf), exactly as xmltodict
+    gives them (text stripped, empty → None); None when the XML is anything else.
+
+    A pattern reads the shape WeChat sends; ElementTree's C parser reads any other (in a
+    few microseconds, where xmltodict's pure-Python callbacks take tens); anything
+    unusual (nested elements such as ScanCodeInfo, attributes, repeated tags, bad XML)
+    is left to wechatpy's own parser."""
+    fields = _flat_by_pattern(plain)
+    return fields if fields is not None else _flat_by_tree(plain)
 
 
 def parse_wechat(plain: bytes | str) -> BaseMessage | None:
