@@ -24,10 +24,6 @@ from domain.people import Staff, StaffRole
 T = TypeVar("T")
 
 
-def _starts_at(show: Showtime) -> datetime:
-    return show.starts_at
-
-
 def normalise_name(s: str) -> str:
     """Width-, case- and punctuation-insensitive form of a title: 沙丘：第二部 ~ 沙丘第二部."""
     return "".join(ch for ch in unicodedata.normalize("NFKC", s).lower() if ch.isalnum())
@@ -121,17 +117,22 @@ class ReferenceData:
 
     async def day_schedule(self, cinema_id: int, day_start: datetime) -> list[Showtime]:
         """All showtimes of a cinema day (it runs until 03:00 the next morning), by start."""
-        end = day_start + timedelta(days=1, hours=3)
-        return await self._cached(
-            ("day", cinema_id, day_start.isoformat()),
-            lambda: upcoming_showtimes(cinema_id, day_start, end, limit=1000),
-        )
+        return (await self._day(cinema_id, day_start))[0]
+
+    async def _day(
+        self, cinema_id: int, day_start: datetime
+    ) -> tuple[list[Showtime], list[datetime]]:
+        async def load() -> tuple[list[Showtime], list[datetime]]:
+            end = day_start + timedelta(days=1, hours=3)
+            shows = await upcoming_showtimes(cinema_id, day_start, end, limit=1000)
+            return shows, [s.starts_at for s in shows]
+
+        return await self._cached(("day", cinema_id, day_start), load)
 
     async def shows_from(
         self, cinema_id: int, day_start: datetime, start: datetime, *, after: bool = False
     ) -> list[Showtime]:
         """The day's showtimes starting at ``start`` or later (strictly later with
-        ``after``): a bisection of the sorted day, not a comparison per show."""
-        schedule = await self.day_schedule(cinema_id, day_start)
-        find = bisect_right if after else bisect_left
-        return schedule[find(schedule, start, key=_starts_at):]
+        ``after``): a bisection of the day's sorted start times, not a comparison per show."""
+        shows, starts = await self._day(cinema_id, day_start)
+        return shows[(bisect_right if after else bisect_left)(starts, start):]
