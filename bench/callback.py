@@ -1,14 +1,15 @@
 """Throughput and latency of ``POST /wechat/callback`` in safe (AES) mode, on one server process.
 
     .venv/bin/python bench/callback.py [--messages 5000] [--concurrency 64] [--warmup 500]
-                                       [--rounds 3]
+                                       [--rounds 5]
 
 Two servers are measured one after the other, each in a child process of its own
 (``--serve``, started by this script) so that the load generator in this process
-does not steal the server's CPU. They take turns ``--rounds`` times (baseline, then
-pipeline, on fresh servers each round); the ratio is the median of the rounds' ratios,
-each taken from two runs back to back, so a busy spell of other processes on the
-machine weighs on both sides of a ratio alike:
+does not steal the server's CPU. Both are started and warmed up first; then they take
+turns ``--rounds`` times, back to back, swapping which goes first each round (each
+round's senders are new openids, so every round meets first contacts). The ratio is
+the median of the rounds' ratios, each taken from two runs seconds apart, so a busy
+spell of other processes on the machine weighs on both sides of a ratio alike:
 
 pipeline
     the real app from ``init_app(settings, seed_demo=True, run_jobs=False)``:
@@ -584,79 +585,111 @@ class _Server:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
 
-async def _measure(kind: str, args: argparse.Namespace, settings: Settings) -> Outcome:
-    profile = args.profile if kind == "pipeline" else "none"
-    server = _Server(kind, profile, args.keep_workdir)
-    print(f"[{kind}] starting server …", file=sys.stderr, flush=True)
-    try:
+class _Side:
+    """One side of the comparison: its server, started once and warmed up, then measured
+    once per round."""
+
+    def __init__(self, kind: str, args: argparse.Namespace, settings: Settings) -> None:
+        self.kind, self.args, self.settings = kind, args, settings
+        self.profile = args.profile if kind == "pipeline" else "none"
+        self.server = _Server(kind, self.profile, args.keep_workdir)
+        self.signer = WeChatSigner(settings)
+        self.rng = random.Random(20240601)
+        self.http: aiohttp.ClientSession | None = None
+        self.outcomes: list[Outcome] = []
+        self.profile_files: list[str] = []
+
+    async def open(self) -> None:
+        kind, args = self.kind, self.args
+        print(f"[{kind}] starting server …", file=sys.stderr, flush=True)
         t = time.perf_counter()
-        await server.start()
+        await self.server.start()
         print(
-            f"[{kind}] server pid {server.proc.pid if server.proc else '?'} on port {server.port}"
-            f" ready in {time.perf_counter() - t:.1f} s"
-            + (f" (redis pid {server.redis_pid})" if server.redis_pid else ""),
+            f"[{kind}] server pid {self.server.proc.pid if self.server.proc else '?'} on port"
+            f" {self.server.port} ready in {time.perf_counter() - t:.1f} s"
+            + (f" (redis pid {self.server.redis_pid})" if self.server.redis_pid else ""),
             file=sys.stderr, flush=True,
         )
-        signer = WeChatSigner(settings)
-        base = URL.build(
-            scheme="http", host="127.0.0.1", port=server.port, path="/wechat/callback"
+        self.base = URL.build(
+            scheme="http", host="127.0.0.1", port=self.server.port, path="/wechat/callback"
         )
-        rng = random.Random(20240601)
-        connector = aiohttp.TCPConnector(limit=args.concurrency)
-        timeout = aiohttp.ClientTimeout(total=30)
-        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
-            if args.warmup:
-                # Warmup senders are other openids: the timed run still meets first contacts.
-                warm = _plan(signer, base, args.warmup, _openids("W", args.users), rng)
-                await _load(http, warm, args.concurrency, args.rate, f"{kind} warmup")
-            # Signed right before the timed run: the server rejects timestamps > 300 s old.
-            t = time.perf_counter()
-            plans = _plan(signer, base, args.messages, _openids("M", args.users), rng)
-            print(
-                f"[{kind}] signed and encrypted {len(plans)} requests in"
-                f" {time.perf_counter() - t:.1f} s (not timed)", file=sys.stderr, flush=True,
-            )
-            if profile != "none":
-                await server.command("profile-start")
-            srv0, red0 = server.cpu()
-            own0 = _own_cpu()
-            busy0, _ = _machine_cpu()
-            out = await _load(http, plans, args.concurrency, args.rate, kind)
-            seen: set[str] = set()
-            for plan in plans:
-                out.texts.append(plan.text)
-                out.first_contact.append(plan.sender not in seen)
-                seen.add(plan.sender)
-            srv1, red1 = server.cpu()
-            out.client_cpu = _own_cpu() - own0
-            out.machine_busy = _machine_cpu()[0] - busy0
-            if profile != "none":
-                stem = args.profile_out or os.path.join(
-                    tempfile.gettempdir(), f"cinebot-profile-{kind}-{args.profile}"
-                )
-                out.profile_files = (await server.command(f"profile-stop {stem}")).split()
+        self.http = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=args.concurrency),
+            timeout=aiohttp.ClientTimeout(total=30),
+        )
+        if args.warmup:
+            # Warmup senders are other openids: the timed runs still meet first contacts.
+            warm = _plan(self.signer, self.base, args.warmup, _openids("W", args.users), self.rng)
+            await _load(self.http, warm, args.concurrency, args.rate, f"{kind} warmup")
+        if self.profile != "none":
+            await self.server.command("profile-start")
+
+    async def measure(self, round_no: int) -> Outcome:
+        kind, args, server = self.kind, self.args, self.server
+        assert self.http is not None
+        # Signed right before the timed run (the server rejects timestamps > 300 s old), by
+        # openids new to this round, so every round meets first contacts too.
+        t = time.perf_counter()
+        plans = _plan(
+            self.signer, self.base, args.messages, _openids(f"M{round_no}", args.users), self.rng
+        )
+        print(
+            f"[{kind}] signed and encrypted {len(plans)} requests in"
+            f" {time.perf_counter() - t:.1f} s (not timed)", file=sys.stderr, flush=True,
+        )
+        srv0, red0 = server.cpu()
+        own0 = _own_cpu()
+        busy0, _ = _machine_cpu()
+        out = await _load(self.http, plans, args.concurrency, args.rate, kind)
+        srv1, red1 = server.cpu()
+        out.client_cpu = _own_cpu() - own0
+        out.machine_busy = _machine_cpu()[0] - busy0
+        seen: set[str] = set()
+        for plan in plans:
+            out.texts.append(plan.text)
+            out.first_contact.append(plan.sender not in seen)
+            seen.add(plan.sender)
         if srv0 is not None and srv1 is not None:
             out.server_cpu = srv1 - srv0
         if red0 is not None and red1 is not None:
             out.redis_cpu = red1 - red0
-        _verify(kind, signer, plans, out, args.verify_sample)
-    finally:
-        await server.stop()
-        out_problems = server.log_problems()
-        server.cleanup()
-    out.server_log_errors = out_problems
-    out.redis_leaked = server.redis_leaked
-    if args.dump:
-        path = Path(args.dump.replace("{kind}", kind))
-        with path.open("w") as f:
-            f.write("index,text,first_contact,sent_s,latency_ms,status\n")
-            for i in range(out.messages):
-                f.write(
-                    f"{i},{out.texts[i]},{int(out.first_contact[i])},{out.started[i]:.6f},"
-                    f"{out.latencies[i] * 1000:.3f},{out.statuses[i]}\n"
+        _verify(kind, self.signer, plans, out, args.verify_sample)
+        out.bodies = []  # checked; not kept for the report
+        self.outcomes.append(out)
+        return out
+
+    async def close(self) -> None:
+        try:
+            if self.profile != "none" and self.server.proc is not None:
+                stem = self.args.profile_out or os.path.join(
+                    tempfile.gettempdir(), f"cinebot-profile-{self.kind}-{self.args.profile}"
                 )
-        print(f"[{kind}] per-request figures written to {path}", file=sys.stderr)
-    return out
+                self.profile_files = (await self.server.command(f"profile-stop {stem}")).split()
+        finally:
+            if self.http is not None:
+                await self.http.close()
+            await self.server.stop()
+            problems = self.server.log_problems()
+            self.server.cleanup()
+        for out in self.outcomes:
+            out.redis_leaked = self.server.redis_leaked
+        if self.outcomes:
+            self.outcomes[0].server_log_errors = problems
+            self.outcomes[0].profile_files = self.profile_files
+        if self.args.dump and self.outcomes:
+            merged = _merged(self.outcomes)
+            path = Path(self.args.dump.replace("{kind}", self.kind))
+            with path.open("w") as f:
+                f.write("index,round,text,first_contact,sent_s,latency_ms,status\n")
+                i = 0
+                for r, o in enumerate(self.outcomes, start=1):
+                    for j in range(o.messages):
+                        f.write(
+                            f"{i},{r},{merged.texts[i]},{int(merged.first_contact[i])},"
+                            f"{o.started[j]:.6f},{o.latencies[j] * 1000:.3f},{o.statuses[j]}\n"
+                        )
+                        i += 1
+            print(f"[{self.kind}] per-request figures written to {path}", file=sys.stderr)
 
 
 def _pct_of(cpu: float | None, seconds: float) -> str:
@@ -757,7 +790,7 @@ def _report(
     if len(ratios) > 1:
         # Each round measures both sides back to back, so a ratio compares figures taken
         # under the same load from whatever else runs on the machine.
-        print("rounds (baseline, then pipeline, each on a fresh server):")
+        print("rounds (the two sides back to back, taking turns to go first):")
         for i, (b, p) in enumerate(zip(rounds["baseline"], rounds["pipeline"]), start=1):
             print(
                 f"  round {i}: baseline {b.rate:5.0f} msg/s, pipeline {p.rate:5.0f} msg/s"
@@ -826,15 +859,25 @@ def _merged(rounds: list[Outcome]) -> Outcome:
 async def _bench(args: argparse.Namespace) -> None:
     # The same credentials the server reads (from the environment, or the demo defaults).
     settings = Settings.from_env(env_file=None)
-    sides = ["baseline", "pipeline"] if args.only == "both" else [args.only]
-    rounds: dict[str, list[Outcome]] = {kind: [] for kind in sides}
-    for r in range(args.rounds):
-        if args.rounds > 1:
-            print(f"[round {r + 1}/{args.rounds}]", file=sys.stderr, flush=True)
-        for kind in sides:
-            rounds[kind].append(await _measure(kind, args, settings))
+    kinds = ["baseline", "pipeline"] if args.only == "both" else [args.only]
+    sides = {kind: _Side(kind, args, settings) for kind in kinds}
+    try:
+        for side in sides.values():
+            await side.open()
+        for r in range(args.rounds):
+            if args.rounds > 1:
+                print(f"[round {r + 1}/{args.rounds}]", file=sys.stderr, flush=True)
+            # The two sides take turns, back to back on servers already warm, and swap who
+            # goes first each round: a busy spell of other processes on the machine weighs
+            # on both figures of a round alike.
+            for kind in kinds if r % 2 == 0 else kinds[::-1]:
+                await sides[kind].measure(r)
+    finally:
+        for side in sides.values():
+            await side.close()
+    rounds = {kind: side.outcomes for kind, side in sides.items()}
     ratios: list[float] = []
-    if len(sides) == 2:
+    if len(kinds) == 2:
         ratios = [
             p.rate / b.rate for b, p in zip(rounds["baseline"], rounds["pipeline"]) if b.rate
         ]
@@ -849,7 +892,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--users", type=int, default=300, help="distinct openids per run")
     p.add_argument("--rate", type=float, default=0.0, help="open-loop msg/s (0 = closed loop)")
     p.add_argument("--only", choices=("both", "pipeline", "baseline"), default="both")
-    p.add_argument("--rounds", type=int, default=3,
+    p.add_argument("--rounds", type=int, default=5,
                    help="measure the sides alternately this many times (ratio = median)")
     p.add_argument("--verify-sample", type=int, default=0, help="replies to decrypt (0 = all)")
     p.add_argument("--profile", choices=("none", "pyinstrument", "cprofile"), default="none")
