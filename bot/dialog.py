@@ -28,6 +28,8 @@ from bot.replies import Reply
 from bot.redisbatch import CommandBatcher
 
 log = logging.getLogger(__name__)
+# json.dumps() with options builds an encoder per call; states are written every turn.
+_COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 CANCELLED = "好的，已取消。有需要随时找我～"
 # Seconds Redis keeps a state past its timeout; expiry itself is judged by the app clock.
@@ -131,7 +133,7 @@ class DialogState:
             "form": self.form, "slots": self.slots, "asked": self.asked,
             "pending": self.pending, "data": self.data, "expires_at": self.expires_at,
         }
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+        return _COMPACT.encode(value)
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> DialogState:
@@ -407,5 +409,5 @@ class Dialog:
 
 def _json_copy(value: dict[str, Any]) -> dict[str, Any]:
     """What the value will be after Redis; fails now, in the handler, if it cannot be stored."""
-    result: dict[str, Any] = json.loads(json.dumps(value, ensure_ascii=False))
+    result: dict[str, Any] = json.loads(_COMPACT.encode(value))
     return result
