@@ -147,6 +147,7 @@ class CommandBatcher:
         self.timeout = timeout
         self._pending: Batch = []
         self._scheduled = False
+        self._urgent = False  # something waiting must not wait for a batch in flight
         self._inflight = 0
         self._wire: _Wire | None = None
         self._connecting: asyncio.Task[None] | None = None
@@ -161,11 +162,19 @@ class CommandBatcher:
             self.max_inflight = 1
         self._pipelines: set[asyncio.Task[None]] = set()
 
-    def execute(self, *args: Any) -> asyncio.Future[Any]:
+    def execute(self, *args: Any, urgent: bool = False) -> asyncio.Future[Any]:
+        """Queue a command for the batch being gathered; its future settles with the reply.
+
+        ``urgent``: for a command issued after the caller's work has already waited a
+        round trip (a script inside a handler, say) — it goes out with the next batch even
+        when ``max_inflight`` batches are on their way, instead of after one comes back.
+        (Not on TLS, where one pipeline at a time keeps the order.)"""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         self._pending.append((args, future))
-        if self._inflight >= self.max_inflight:
+        if urgent and self._raw:
+            self._urgent = True
+        if self._inflight >= self.max_inflight and not self._urgent:
             pass  # a batch that comes back sends what gathered meanwhile
         elif len(self._pending) >= self.max_batch:
             self._flush()
@@ -174,16 +183,18 @@ class CommandBatcher:
             loop.call_soon(self._flush)
         return future
 
-    async def eval(self, script: Any, keys: list[str], args: list[Any]) -> Any:
+    async def eval(
+        self, script: Any, keys: list[str], args: list[Any], urgent: bool = False
+    ) -> Any:
         """Run a script registered with ``redis.register_script`` by its SHA, in the
         batch; loaded on first use (or after a Redis restart) through the batch too, so a
         rush of callers does not each open a connection of its own."""
         command = ("EVALSHA", script.sha, len(keys), *keys, *args)
         try:
-            return await self.execute(*command)
+            return await self.execute(*command, urgent=urgent)
         except NoScriptError:
-            await self.execute("SCRIPT", "LOAD", script.script)
-            return await self.execute(*command)
+            await self.execute("SCRIPT", "LOAD", script.script, urgent=urgent)
+            return await self.execute(*command, urgent=urgent)
 
     async def aclose(self) -> None:
         """Close the batcher's connection; callers still waiting hear of it."""
@@ -200,7 +211,7 @@ class CommandBatcher:
     # Sending ---------------------------------------------------------------------------
     def _flush(self) -> None:
         self._scheduled = False
-        if self._inflight >= self.max_inflight or not self._pending:
+        if (self._inflight >= self.max_inflight and not self._urgent) or not self._pending:
             return
         if self._closed:
             self._fail_pending(RedisConnectionError("the Redis batcher is closed"))
@@ -215,6 +226,7 @@ class CommandBatcher:
             return
         batch = self._pending[: self.max_batch]
         del self._pending[: self.max_batch]
+        self._urgent = False
         waiters = []
         packed = []
         for args, future in batch:

@@ -106,8 +106,10 @@ class HandoffQueue:
             {"cinema": cinema_id, "openid": openid, "text": text[:100], "at": self.clock.timestamp()},
             ensure_ascii=False,
         )
+        # Urgent: the message has already waited for its dedup claim; this reply should
+        # not wait again behind the batches in flight.
         queued = bool(await self.batcher.eval(
-            self._request, [guard_key(openid), QUEUE], [WINDOW_S, entry]
+            self._request, [guard_key(openid), QUEUE], [WINDOW_S, entry], urgent=True
         ))
         if queued:
             self._ready.set()

@@ -237,3 +237,56 @@ async def test_a_closed_batcher_refuses_new_commands(redis: aioredis.Redis) -> N
     await batcher.aclose()
     with pytest.raises(RedisConnectionError):
         await batcher.execute("PING")
+
+
+async def test_an_urgent_command_does_not_wait_for_the_batch_in_flight() -> None:
+    gate = asyncio.Event()
+    received: list[bytes] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        answered = 0
+
+        def answer() -> None:  # everything received and not yet answered
+            nonlocal answered
+            count = b"".join(received).count(b"*") - answered
+            writer.write(b"+OK\r\n" * count)
+            answered += count
+
+        async def answer_when_open() -> None:
+            await gate.wait()  # answers are held back until then
+            answer()
+
+        opener = asyncio.ensure_future(answer_when_open())
+        while data := await reader.read(65536):
+            received.append(data)
+            if gate.is_set():
+                answer()
+        opener.cancel()
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    batcher = CommandBatcher(aioredis.Redis(host="127.0.0.1", port=port), max_inflight=1)
+    try:
+        first = batcher.execute("SET", "a", "1")
+        for _ in range(50):
+            if received:
+                break
+            await asyncio.sleep(0.01)
+        assert received == [pack(("SET", "a", "1"))]  # in flight, unanswered
+        normal = batcher.execute("SET", "b", "2")
+        await asyncio.sleep(0.05)
+        assert len(received) == 1  # a normal command waits for the batch in flight
+        urgent = batcher.execute("SET", "c", "3", urgent=True)
+        for _ in range(50):
+            if len(received) > 1:
+                break
+            await asyncio.sleep(0.01)
+        # The urgent one went at once, and took what was waiting along, in order.
+        assert received[1] == pack(("SET", "b", "2")) + pack(("SET", "c", "3"))
+        assert not first.done()
+        gate.set()
+        assert await asyncio.wait_for(asyncio.gather(first, normal, urgent), 5) == [True] * 3
+    finally:
+        await batcher.aclose()
+        server.close()
