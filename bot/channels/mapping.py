@@ -35,17 +35,24 @@ def to_inbound(message: Any, channel: Channel) -> Inbound:
     if not user_id or len(user_id.encode("utf-8")) > MAX_USER_ID_BYTES:
         # Nobody to answer (or to remember): the message is malformed.
         raise CallbackRejected(400, "bad_message", "FromUserName")
+    to = str(data.get("ToUserName") or "")
+    create_time = _int(data.get("CreateTime")) or 0
+    agent_id = _int(data.get("AgentID"))
+    if msg_type == "text":  # most of the traffic: keywords spelled out, no ** merge
+        return Inbound(
+            channel=channel, kind="text", user_id=user_id, to=to, create_time=create_time,
+            msg_id=_int(data.get("MsgId") or data.get("MsgID")),
+            text=str(data.get("Content") or "").strip(), agent_id=agent_id, raw=data,
+        )
     common: dict[str, Any] = {
         "channel": channel,
         "user_id": user_id,
-        "to": str(data.get("ToUserName") or ""),
-        "create_time": _int(data.get("CreateTime")) or 0,
+        "to": to,
+        "create_time": create_time,
         "msg_id": _int(data.get("MsgId") or data.get("MsgID")) if msg_type != "event" else None,
-        "agent_id": _int(data.get("AgentID")),
+        "agent_id": agent_id,
         "raw": data,
     }
-    if msg_type == "text":
-        return Inbound(kind="text", text=str(data.get("Content") or "").strip(), **common)
     if msg_type == "image":
         return Inbound(
             kind="image", pic_url=data.get("PicUrl"), media_id=data.get("MediaId"), **common
