@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
@@ -85,6 +86,7 @@ class CallbackEndpoint:
         self.late_reply = late_reply
         self.tasks = tasks
         self.budget = budget
+        self.deadlines = _Deadlines(budget)
         self.max_body = max_body
         # WeChat wants the literal `success`; WeCom takes an empty 200.
         self.ack = "success" if codec.channel is Channel.WECHAT else ""
@@ -149,7 +151,7 @@ class CallbackEndpoint:
 
         loop = asyncio.get_running_loop()
         answer: asyncio.Future[Reply | None] = loop.create_future()
-        timer = loop.call_later(self.budget, _overran, answer)
+        self.deadlines.watch(answer)
         # Not in ``tasks`` unless it overruns: until then this request holds it, and the
         # server's graceful shutdown waits for requests in flight.
         task = loop.create_task(self._handle(inbound, prefetched, answer))
@@ -163,8 +165,6 @@ class CallbackEndpoint:
             # instead of waiting on a lease nobody will finish. (aiohttp logs it and answers 500.)
             await self.dedup.release(key)
             raise
-        finally:
-            timer.cancel()
         if reply is OVERRAN:
             self._adopt(task)
             await self.dedup.defer(key)
@@ -240,9 +240,36 @@ class _Overran:
 OVERRAN: Any = _Overran()
 
 
-def _overran(answer: asyncio.Future[Any]) -> None:
-    if not answer.done():
-        answer.set_result(OVERRAN)
+class _Deadlines:
+    """The budgets of the requests in flight. They all have the same length, so they run
+    out in the order they were set: one loop timer, armed for the oldest, instead of a
+    timer per request."""
+
+    def __init__(self, budget: float) -> None:
+        self.budget = budget
+        self._queue: deque[tuple[float, asyncio.Future[Any]]] = deque()
+        self._timer: asyncio.TimerHandle | None = None
+
+    def watch(self, answer: asyncio.Future[Any]) -> None:
+        """Settle ``answer`` with OVERRAN once the budget has passed, unless it is settled
+        by then."""
+        loop = asyncio.get_running_loop()
+        queue = self._queue
+        while queue and queue[0][1].done():  # answered: nothing to watch any more
+            queue.popleft()
+        queue.append((loop.time() + self.budget, answer))
+        if self._timer is None:
+            self._timer = loop.call_at(queue[0][0], self._expire)
+
+    def _expire(self) -> None:
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        queue = self._queue
+        while queue and (queue[0][0] <= now or queue[0][1].done()):
+            _, answer = queue.popleft()
+            if not answer.done():
+                answer.set_result(OVERRAN)
+        self._timer = loop.call_at(queue[0][0], self._expire) if queue else None
 
 
 def _log_failure(task: asyncio.Future[Any]) -> None:

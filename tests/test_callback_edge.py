@@ -635,3 +635,35 @@ async def test_shutting_down_waits_for_a_handler_that_overran_and_sends_its_repl
     assert sent == []
     await client.close()  # the app's cleanup waits for the handler still running
     assert len(sent) == 1 and sent[0][0] == OPENID and "小助手" in sent[0][1]
+
+
+async def test_budgets_run_out_one_by_one_whatever_else_is_in_flight(
+    make_client, settings, clock
+) -> None:
+    async def understand(text: str, role: str) -> Understanding:
+        if text.startswith("慢"):
+            await asyncio.sleep(0.7)
+        return Understanding("greeting")
+
+    client = await make_client(settings={"handler_budget": 0.3}, understand=understand)
+    signer = WeChatSigner(settings)
+    ts = int(clock.timestamp())
+
+    async def send(text: str, user: str) -> tuple[str, float]:
+        started = time.perf_counter()
+        status, body, params = await post_signed(
+            client, signer, text_xml(ACCOUNT, user, text, next_msg_id()), ts
+        )
+        assert status == 200
+        answer = "success" if body == "success" else signer.open_reply(body, params)["Content"]
+        return answer, time.perf_counter() - started
+
+    slow = asyncio.create_task(send("慢一", OPENID))
+    await asyncio.sleep(0.1)
+    fast = await send("你好", OPENID[:-1] + "f")
+    assert "小助手" in fast[0] and fast[1] < 0.25  # not held up by the slow one's budget
+    second_slow = asyncio.create_task(send("慢二", OPENID[:-1] + "s"))
+    answer, took = await slow
+    assert answer == "success" and 0.25 <= took < 0.6, took
+    answer, took = await second_slow  # its own budget, counted from its own start
+    assert answer == "success" and 0.25 <= took < 0.6, took
