@@ -143,13 +143,14 @@ async def test_shows_from_cuts_the_sorted_day_at_the_start_asked(monkeypatch: py
     shows = [SimpleNamespace(id=i, starts_at=day.replace(hour=h)) for i, h in enumerate((10, 13, 13, 19, 22))]
     reference = ReferenceData()
 
-    async def schedule(cinema_id: int, day_start: datetime) -> list[SimpleNamespace]:
+    async def upcoming(*args: object, **kwargs: object) -> list[SimpleNamespace]:
         return shows
 
-    monkeypatch.setattr(reference, "day_schedule", schedule)
+    monkeypatch.setattr("handlers.reference.upcoming_showtimes", upcoming)
     ids = lambda found: [s.id for s in found]  # noqa: E731
     assert ids(await reference.shows_from(1, day, day.replace(hour=13))) == [1, 2, 3, 4]
     assert ids(await reference.shows_from(1, day, day.replace(hour=13), after=True)) == [3, 4]
     assert ids(await reference.shows_from(1, day, day.replace(hour=12, minute=59))) == [1, 2, 3, 4]
     assert ids(await reference.shows_from(1, day, day.replace(hour=23))) == []
     assert ids(await reference.shows_from(1, day, day)) == [0, 1, 2, 3, 4]
+    assert ids(await reference.day_schedule(1, day)) == [0, 1, 2, 3, 4]
