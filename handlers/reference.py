@@ -115,13 +115,12 @@ class ReferenceData:
         needle = normalise_name(text)
         return [f for f, names in await self.film_names() if any(n in needle for n in names)]
 
-    async def day_schedule(self, cinema_id: int, day_start: datetime) -> list[Showtime]:
-        """All showtimes of a cinema day (it runs until 03:00 the next morning), by start."""
-        return (await self._day(cinema_id, day_start))[0]
-
     async def _day(
         self, cinema_id: int, day_start: datetime
     ) -> tuple[list[Showtime], list[datetime]]:
+        """All showtimes of a cinema day (it runs until 03:00 the next morning), by start,
+        and their start times."""
+
         async def load() -> tuple[list[Showtime], list[datetime]]:
             end = day_start + timedelta(days=1, hours=3)
             shows = await upcoming_showtimes(cinema_id, day_start, end, limit=1000)

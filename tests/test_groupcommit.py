@@ -153,4 +153,3 @@ async def test_shows_from_cuts_the_sorted_day_at_the_start_asked(monkeypatch: py
     assert ids(await reference.shows_from(1, day, day.replace(hour=12, minute=59))) == [1, 2, 3, 4]
     assert ids(await reference.shows_from(1, day, day.replace(hour=23))) == []
     assert ids(await reference.shows_from(1, day, day)) == [0, 1, 2, 3, 4]
-    assert ids(await reference.day_schedule(1, day)) == [0, 1, 2, 3, 4]
