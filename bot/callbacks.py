@@ -158,7 +158,7 @@ class CallbackEndpoint:
         try:
             reply = await answer
         except asyncio.CancelledError:
-            self._adopt(task)  # this request is gone; the handler still finishes
+            self._track(task)  # this request is gone; the handler still finishes
             raise
         except Exception:
             # Nothing was answered: drop the claim so WeChat's retry is handled afresh
@@ -166,7 +166,7 @@ class CallbackEndpoint:
             await self.dedup.release(key)
             raise
         if reply is OVERRAN:
-            self._adopt(task)
+            self._track(task)
             await self.dedup.defer(key)
             self.metrics.deferred.labels(self.channel).inc()
             log.warning(
@@ -182,12 +182,9 @@ class CallbackEndpoint:
             return web.Response(text=self.ack)
         return self._xml(xml, encrypted, nonce)
 
-    def _adopt(self, task: asyncio.Task[None]) -> None:
-        """Keep a handler that outlives its request in ``tasks`` (shutdown waits for it)."""
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
-
     def _track(self, work: asyncio.Future[Any]) -> None:
+        """Keep work that outlives its request in ``tasks`` (shutdown waits for it) and
+        log it if it fails."""
         self.tasks.add(work)
         work.add_done_callback(self._settled)
 
