@@ -16,6 +16,7 @@ from typing import Any
 from aiohttp import web
 
 import domain
+from bot import eventloop
 from bot.clock import SystemClock
 from bot.logs import configure_logging, short_openid
 from bot.settings import Settings, SettingsError
@@ -36,7 +37,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings()
     configure_logging(settings.log_level, settings.log_format)
     try:
-        asyncio.run(_serve(settings, args))
+        eventloop.run(_serve(settings, args), settings.event_loop)
     except KeyboardInterrupt:
         pass
     return 0
@@ -70,6 +71,10 @@ async def _serve(settings: Settings, args: argparse.Namespace) -> None:
     runners.insert(0, runner)
     try:
         await web.TCPSite(runner, args.host, args.port).start()
+        log.info(
+            "cinebot serving",
+            extra={"port": args.port, "event_loop": eventloop.name(asyncio.get_running_loop())},
+        )
         print(
             f"cinebot 已启动：http://{args.host}:{args.port}\n"
             f"  微信回调 /wechat/callback · 企业微信回调 /wecom/callback · 健康检查 /healthz\n"
@@ -106,13 +111,13 @@ def cmd_worker(args: argparse.Namespace) -> int:
         app = init_app(settings, run_jobs=True)
         runner = web.AppRunner(app)
         await runner.setup()
-        log.info("cinebot worker running")
+        log.info("cinebot worker running", extra={"event_loop": eventloop.name(asyncio.get_running_loop())})
         try:
             await _until_signal()
         finally:
             await runner.cleanup()
 
-    asyncio.run(run())
+    eventloop.run(run(), settings.event_loop)
     return 0
 
 

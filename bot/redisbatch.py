@@ -27,7 +27,7 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import hiredis
 import redis.asyncio as aioredis
@@ -85,8 +85,8 @@ class _Wire(asyncio.Protocol):
         self._on_lost = on_lost
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # A stream transport, though not always an asyncio.Transport subclass (uvloop's are not).
+        self.transport = cast(asyncio.Transport, transport)
 
     def write(self, data: bytes, waiters: list[tuple[asyncio.Future[Any], ResponseCallback, bool]]) -> None:
         assert self.transport is not None

@@ -63,6 +63,9 @@ class Settings:
     public_url: str = "http://127.0.0.1:8080"
     log_level: str = "INFO"
     log_format: str = "json"
+    # The server's event loop: "uvloop" (libuv; falls back to asyncio's own loop, with a
+    # warning, where uvloop is not installed) or "asyncio".
+    event_loop: str = "uvloop"
     # Seconds a handler may take before the callback answers `success` and the
     # reply goes out asynchronously (WeChat gives up on us after 5 s).
     handler_budget: float = 4.0
@@ -185,6 +188,8 @@ class Settings:
                 problems.append(f"{PREFIX}WECHATPAY_APIV3_KEY: must be 32 bytes")
         if self.log_format not in ("json", "text"):
             problems.append(f"{PREFIX}LOG_FORMAT: expected json or text")
+        if self.event_loop not in ("uvloop", "asyncio"):
+            problems.append(f"{PREFIX}EVENT_LOOP: expected uvloop or asyncio")
         return problems
 
 

@@ -69,6 +69,8 @@ def server(tmp_path: Path) -> Iterator[str]:
             raise
         assert proc.returncode == 0, err[-3000:]
         assert "Traceback" not in err, err[-3000:]
+        # With only the defaults, the server runs on uvloop (bot.eventloop).
+        assert '"event_loop": "uvloop"' in err, err[-3000:]
 
 
 def _chat(url: str, *args: str) -> str:
