@@ -34,6 +34,9 @@ next message when the previous reply arrives), so by Little's law the mean
 latency is about concurrency / throughput. ``--rate R`` instead offers R msg/s
 open-loop (latency counted from the scheduled send time).
 
+Both servers run on the same event loop: ``--loop uvloop`` (the default, as ``cinebot
+serve`` runs) or ``--loop asyncio``.
+
 ``--profile pyinstrument|cprofile`` profiles the pipeline server during the
 timed run (figures taken under a profiler are not representative).
 
@@ -68,6 +71,7 @@ import xmltodict  # noqa: E402
 from aiohttp import web  # noqa: E402
 from yarl import URL  # noqa: E402
 
+from bot import eventloop  # noqa: E402
 from bot.channels.security import sha1_signature  # noqa: E402
 from bot.chatclient import WeChatSigner, next_msg_id, text_xml  # noqa: E402
 from bot.settings import Settings  # noqa: E402
@@ -207,7 +211,7 @@ async def _serve(kind: str, profile: str) -> None:
     site = web.TCPSite(runner, "127.0.0.1", 0)  # port 0: a free port, chosen by the OS
     await site.start()
     port = runner.addresses[0][1]
-    print(f"READY {port}", flush=True)
+    print(f"READY {port} {eventloop.name(asyncio.get_running_loop())}", flush=True)
 
     loop = asyncio.get_running_loop()
     profiler = _Profiler(profile)
@@ -475,8 +479,8 @@ def _find_redis(workdir: str) -> int | None:
 class _Server:
     """One ``--serve`` child process; the parent speaks to it over stdin/stdout."""
 
-    def __init__(self, kind: str, profile: str, keep: bool) -> None:
-        self.kind, self.profile, self.keep = kind, profile, keep
+    def __init__(self, kind: str, profile: str, keep: bool, loop: str) -> None:
+        self.kind, self.profile, self.keep, self.loop = kind, profile, keep, loop
         self.workdir = tempfile.mkdtemp(prefix=f"cinebot-bench-{kind}-")
         self.log_path = Path(self.workdir) / "server.log"
         self.proc: asyncio.subprocess.Process | None = None
@@ -488,6 +492,7 @@ class _Server:
         env = {k: v for k, v in os.environ.items() if not k.startswith("CINEBOT_REDIS_URL")}
         env.update(
             CINEBOT_LOG_LEVEL="WARNING",
+            CINEBOT_EVENT_LOOP=self.loop,
             CINEBOT_DATABASE_URL=f"sqlite://{self.workdir}/cinebot.sqlite3",
             CINEBOT_EMBEDDED_REDIS_PATH=f"{self.workdir}/redis.rdb",
             PYTHONUNBUFFERED="1",
@@ -503,6 +508,7 @@ class _Server:
         if line is None:
             raise RuntimeError(f"{self.kind} server did not start:\n{self._log_tail()}")
         self.port = int(line.split()[1])
+        self.loop = line.split()[2]  # the loop it runs on (uvloop may be missing)
         if self.kind == "pipeline":
             self.redis_pid = _find_redis(self.workdir)
 
@@ -592,7 +598,7 @@ class _Side:
     def __init__(self, kind: str, args: argparse.Namespace, settings: Settings) -> None:
         self.kind, self.args, self.settings = kind, args, settings
         self.profile = args.profile if kind == "pipeline" else "none"
-        self.server = _Server(kind, self.profile, args.keep_workdir)
+        self.server = _Server(kind, self.profile, args.keep_workdir, args.loop)
         self.signer = WeChatSigner(settings)
         self.rng = random.Random(20240601)
         self.http: aiohttp.ClientSession | None = None
@@ -606,7 +612,7 @@ class _Side:
         await self.server.start()
         print(
             f"[{kind}] server pid {self.server.proc.pid if self.server.proc else '?'} on port"
-            f" {self.server.port} ready in {time.perf_counter() - t:.1f} s"
+            f" {self.server.port} ready in {time.perf_counter() - t:.1f} s on {self.server.loop}"
             + (f" (redis pid {self.server.redis_pid})" if self.server.redis_pid else ""),
             file=sys.stderr, flush=True,
         )
@@ -703,7 +709,7 @@ def _width(text: str) -> int:
 
 def _report(
     results: dict[str, Outcome], args: argparse.Namespace,
-    rounds: dict[str, list[Outcome]], ratios: list[float],
+    rounds: dict[str, list[Outcome]], ratios: list[float], loops: dict[str, str],
 ) -> None:
     mode = f"open loop at {args.rate:g} msg/s" if args.rate > 0 else "closed loop"
     print()
@@ -711,6 +717,10 @@ def _report(
         f"POST /wechat/callback, safe mode (AES), {args.concurrency} connections, {mode},"
         f" {args.users} distinct openids, warmup {args.warmup}"
     )
+    if len(set(loops.values())) == 1:
+        print(f"event loop: {next(iter(loops.values()))} (both servers)")
+    else:  # uvloop missing on one side cannot happen in one venv, but say so if it does
+        print("event loops differ: " + ", ".join(f"{k} on {v}" for k, v in loops.items()))
     cols = (
         ("", 10), ("messages", 9), ("seconds", 9), ("msg/s", 9), ("p50 ms", 9), ("p90 ms", 9),
         ("p99 ms", 9), ("max ms", 9), ("errors", 8), ("server", 8), ("redis", 7), ("client", 8),
@@ -881,7 +891,8 @@ async def _bench(args: argparse.Namespace) -> None:
         ratios = [
             p.rate / b.rate for b, p in zip(rounds["baseline"], rounds["pipeline"]) if b.rate
         ]
-    _report({kind: _merged(outs) for kind, outs in rounds.items()}, args, rounds, ratios)
+    loops = {kind: side.server.loop for kind, side in sides.items()}
+    _report({kind: _merged(outs) for kind, outs in rounds.items()}, args, rounds, ratios, loops)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -899,10 +910,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--profile-out", help="profile file stem (default $TMPDIR/cinebot-profile-…)")
     p.add_argument("--dump", help="write per-request CSV here ({kind} = pipeline/baseline)")
     p.add_argument("--keep-workdir", action="store_true", help="keep the servers' temp dirs")
+    p.add_argument("--loop", choices=("uvloop", "asyncio"), default=Settings().event_loop,
+                   help="event loop of both servers (default: the product's, as `cinebot serve`)")
     p.add_argument("--serve", choices=("pipeline", "baseline"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.serve:
-        asyncio.run(_serve(args.serve, args.profile))
+        # Both servers run on the event loop the parent names (CINEBOT_EVENT_LOOP), as
+        # `cinebot serve` does: a ratio compares the two on the same loop.
+        eventloop.run(_serve(args.serve, args.profile), Settings.from_env(env_file=None).event_loop)
         return 0
     if args.messages <= 0 or args.concurrency <= 0 or args.rounds <= 0:
         p.error("--messages, --concurrency and --rounds must be positive")
