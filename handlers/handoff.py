@@ -85,6 +85,7 @@ class HandoffQueue:
         agent_id: int,
         wake: Callable[[], None] | None = None,
         poll_s: float = 1.0,
+        gather_s: float = 0.05,
     ) -> None:
         self.batcher = batcher
         self.clock = clock
@@ -92,6 +93,7 @@ class HandoffQueue:
         self.agent_id = agent_id
         self.wake = wake
         self.poll_s = poll_s
+        self.gather_s = gather_s
         self._request = redis.register_script(_REQUEST)
         self._take = redis.register_script(_TAKE)
         self._done = redis.register_script(_DONE)
@@ -164,12 +166,15 @@ class HandoffQueue:
         return int(await self.batcher.eval(self._requeue, [WORK, QUEUE], [cutoff]))
 
     async def run(self) -> None:
-        """Drain whenever a request is queued here, else every ``poll_s`` (requests queued
-        by other processes, requeued ones); stops after one last drain."""
+        """Drain ``gather_s`` after a request is queued here (the requests of that moment
+        share one drain: one query and one insert for all of them), else every ``poll_s``
+        (requests queued by other processes, requeued ones); stops after one last drain."""
         since_requeue = 0.0
         while not self._stopping:
             try:
                 await asyncio.wait_for(self._ready.wait(), self.poll_s)
+                if self.gather_s > 0 and not self._stopping:
+                    await asyncio.sleep(self.gather_s)
             except TimeoutError:
                 since_requeue += self.poll_s
             self._ready.clear()
