@@ -13,6 +13,7 @@ import asyncio
 import time
 import unicodedata
 from bisect import bisect_left, bisect_right
+from dataclasses import dataclass
 from collections.abc import Awaitable, Callable, Hashable
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -27,6 +28,13 @@ T = TypeVar("T")
 def normalise_name(s: str) -> str:
     """Width-, case- and punctuation-insensitive form of a title: 沙丘：第二部 ~ 沙丘第二部."""
     return "".join(ch for ch in unicodedata.normalize("NFKC", s).lower() if ch.isalnum())
+
+
+@dataclass(frozen=True, slots=True)
+class _Day:
+    shows: list[Showtime]
+    starts: list[datetime]
+    titles: list[tuple[str, ...]]  # titles[i]: the titles showing from shows[i] on
 
 
 class ReferenceData:
@@ -115,16 +123,20 @@ class ReferenceData:
         needle = normalise_name(text)
         return [f for f, names in await self.film_names() if any(n in needle for n in names)]
 
-    async def _day(
-        self, cinema_id: int, day_start: datetime
-    ) -> tuple[list[Showtime], list[datetime]]:
+    async def _day(self, cinema_id: int, day_start: datetime) -> _Day:
         """All showtimes of a cinema day (it runs until 03:00 the next morning), by start,
-        and their start times."""
+        their start times, and from each show on the titles still showing."""
 
-        async def load() -> tuple[list[Showtime], list[datetime]]:
+        async def load() -> _Day:
             end = day_start + timedelta(days=1, hours=3)
             shows = await upcoming_showtimes(cinema_id, day_start, end, limit=1000)
-            return shows, [s.starts_at for s in shows]
+            # Walking back from the last show: the titles showing from show i on, in the
+            # order of their first show.
+            titles: list[tuple[str, ...]] = [()] * (len(shows) + 1)
+            for i in range(len(shows) - 1, -1, -1):
+                title = shows[i].film.title
+                titles[i] = (title, *(t for t in titles[i + 1] if t != title))
+            return _Day(shows, [s.starts_at for s in shows], titles)
 
         return await self._cached(("day", cinema_id, day_start), load)
 
@@ -133,5 +145,13 @@ class ReferenceData:
     ) -> list[Showtime]:
         """The day's showtimes starting at ``start`` or later (strictly later with
         ``after``): a bisection of the day's sorted start times, not a comparison per show."""
-        shows, starts = await self._day(cinema_id, day_start)
-        return shows[(bisect_right if after else bisect_left)(starts, start):]
+        day = await self._day(cinema_id, day_start)
+        return day.shows[(bisect_right if after else bisect_left)(day.starts, start):]
+
+    async def titles_from(
+        self, cinema_id: int, day_start: datetime, start: datetime, *, after: bool = False
+    ) -> tuple[str, ...]:
+        """The titles of :meth:`shows_from`'s shows, each once, in the order of their first
+        show (read from the day's cache, not from every show's film)."""
+        day = await self._day(cinema_id, day_start)
+        return day.titles[(bisect_right if after else bisect_left)(day.starts, start)]

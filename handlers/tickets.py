@@ -77,12 +77,10 @@ async def _buyer(actor: Actor, clock: Clock) -> Buyer:
 async def ask_film(actor: Actor, clock: Clock, reference: ReferenceData) -> Reply:
     cinema = await reference.cinema(actor.cinema_id)
     today = local(clock.now()).date()
-    titles: list[str] = []
+    titles: tuple[str, ...] = ()
     if cinema is not None:
         day_start = datetime.combine(today, time(0), SHANGHAI)
-        for s in await reference.shows_from(cinema.id, day_start, clock.now(), after=True):
-            if s.film.title not in titles:
-                titles.append(s.film.title)
+        titles = await reference.titles_from(cinema.id, day_start, clock.now(), after=True)
     buttons = [Button(t, t) for t in titles[:MAX_CHOICES]]
     return Reply.say("想看哪部电影？", *buttons)
 

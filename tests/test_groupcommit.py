@@ -140,7 +140,11 @@ async def test_shows_from_cuts_the_sorted_day_at_the_start_asked(monkeypatch: py
     from types import SimpleNamespace
 
     day = datetime(2026, 11, 22, tzinfo=UTC)
-    shows = [SimpleNamespace(id=i, starts_at=day.replace(hour=h)) for i, h in enumerate((10, 13, 13, 19, 22))]
+    films = ("哪吒", "沙丘", "哪吒", "阿凡达", "沙丘")
+    shows = [
+        SimpleNamespace(id=i, starts_at=day.replace(hour=h), film=SimpleNamespace(title=films[i]))
+        for i, h in enumerate((10, 13, 13, 19, 22))
+    ]
     reference = ReferenceData()
 
     async def upcoming(*args: object, **kwargs: object) -> list[SimpleNamespace]:
@@ -153,3 +157,8 @@ async def test_shows_from_cuts_the_sorted_day_at_the_start_asked(monkeypatch: py
     assert ids(await reference.shows_from(1, day, day.replace(hour=12, minute=59))) == [1, 2, 3, 4]
     assert ids(await reference.shows_from(1, day, day.replace(hour=23))) == []
     assert ids(await reference.shows_from(1, day, day)) == [0, 1, 2, 3, 4]
+    # The titles of the same shows, each once, in the order of its first show.
+    assert await reference.titles_from(1, day, day) == ("哪吒", "沙丘", "阿凡达")
+    assert await reference.titles_from(1, day, day.replace(hour=13)) == ("沙丘", "哪吒", "阿凡达")
+    assert await reference.titles_from(1, day, day.replace(hour=13), after=True) == ("阿凡达", "沙丘")
+    assert await reference.titles_from(1, day, day.replace(hour=23)) == ()
