@@ -375,6 +375,7 @@ Understander = Callable[[str, str], Awaitable[Understanding]]
 SORRY = "抱歉，系统开了个小差，请稍后再试；急事可回复「转人工」。"
 
 NO_DIALOGS = Dialog.disabled("dialog state is off: build the Dispatcher with dialogs=DialogStore(...)")
+RELEASED_DIALOG = Dialog.disabled("this message has been handled; use the dialog while handling it")
 NO_DIALOG_FOR_UNKNOWN = Dialog.disabled("no dialog state is kept for unknown WeCom users")
 
 
@@ -417,6 +418,14 @@ class Turn:
     async def call(self, func: Callable[..., Awaitable[Any]], extra: Mapping[str, Any]) -> Any:
         """Run a form's prompt, validator or completion handler with injection."""
         return await func(**signature(func).arguments({**self.available(), **extra}))
+
+    def release(self) -> None:
+        """Let go of what the turn holds once its message is handled. The dialog calls
+        back into the turn (``call``), so the two form a cycle: left alone, every message's
+        turn, dialog, update and injection dict would wait for the cyclic garbage
+        collector, which then runs every few dozen messages to free them."""
+        self._available = None
+        self.dialog = RELEASED_DIALOG
 
 
 class Dispatcher(Router):
@@ -575,12 +584,15 @@ class Dispatcher(Router):
         self._flat_routes()
         state = update.dialog_state
         result: Routed = NO_MATCH
-        if state is not None and state.form is not None:
-            result = await self._during_form(turn, state.form)
-        elif state is not None and state.pending is not None:
-            result = await self._while_pending(turn)
-        if isinstance(result, _NoMatch):
-            result = await self._run(self._plain_for(update), turn, proved=True)
+        try:
+            if state is not None and state.form is not None:
+                result = await self._during_form(turn, state.form)
+            elif state is not None and state.pending is not None:
+                result = await self._while_pending(turn)
+            if isinstance(result, _NoMatch):
+                result = await self._run(self._plain_for(update), turn, proved=True)
+        finally:
+            turn.release()
         return None if isinstance(result, _NoMatch) else result
 
     async def _during_form(self, turn: Turn, name: str) -> Routed:
