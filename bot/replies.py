@@ -6,6 +6,7 @@ Handlers build these; the channel codecs turn them into WeChat or WeCom XML.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from html import escape
 
 
@@ -45,11 +46,7 @@ class Reply:
         """Buttons become WeChat's tappable menu links: a tap sends ``payload`` as the user."""
         if not self.buttons:
             return self.text
-        links = [
-            f'<a href="weixin://bizmsgmenu?msgmenucontent={escape(b.payload)}&msgmenuid={i}">'
-            f"{escape(b.label)}</a>"
-            for i, b in enumerate(self.buttons, start=1)
-        ]
+        links = [_menu_link(b, i) for i, b in enumerate(self.buttons, start=1)]
         return self.text + "\n\n" + "\n".join(links)
 
     def render_plain_text(self) -> str:
@@ -58,3 +55,12 @@ class Reply:
             return self.text
         options = "  ".join(f"【{b.payload}】" for b in self.buttons)
         return f"{self.text}\n\n直接回复：{options}"
+
+
+@lru_cache(maxsize=4096)
+def _menu_link(button: Button, menu_id: int) -> str:
+    # Most replies offer the same few buttons: escape each once, not per message.
+    return (
+        f'<a href="weixin://bizmsgmenu?msgmenucontent={escape(button.payload)}'
+        f'&msgmenuid={menu_id}">{escape(button.label)}</a>'
+    )

@@ -22,6 +22,8 @@ def _float(value: Any) -> float | None:
 
 
 def _int(value: Any) -> int | None:
+    if value is None:  # an absent field (AgentID on WeChat): no exception to raise and catch
+        return None
     try:
         return int(value)
     except (TypeError, ValueError):
