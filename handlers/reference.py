@@ -30,7 +30,7 @@ def normalise_name(s: str) -> str:
     return "".join(ch for ch in unicodedata.normalize("NFKC", s).lower() if ch.isalnum())
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)  # equal and hashed by identity: a cache key
 class _Day:
     shows: list[Showtime]
     starts: list[datetime]
@@ -140,18 +140,26 @@ class ReferenceData:
 
         return await self._cached(("day", cinema_id, day_start), load)
 
+    async def day_from(
+        self, cinema_id: int, day_start: datetime, start: datetime, *, after: bool = False
+    ) -> tuple[_Day, int]:
+        """The cached day and the index of its first show starting at ``start`` or later
+        (strictly later with ``after``), found by bisection. The pair names that part of
+        the schedule: text built from it can be cached under it."""
+        day = await self._day(cinema_id, day_start)
+        return day, (bisect_right if after else bisect_left)(day.starts, start)
+
     async def shows_from(
         self, cinema_id: int, day_start: datetime, start: datetime, *, after: bool = False
     ) -> list[Showtime]:
-        """The day's showtimes starting at ``start`` or later (strictly later with
-        ``after``): a bisection of the day's sorted start times, not a comparison per show."""
-        day = await self._day(cinema_id, day_start)
-        return day.shows[(bisect_right if after else bisect_left)(day.starts, start):]
+        """The day's showtimes starting at ``start`` or later (strictly later with ``after``)."""
+        day, first = await self.day_from(cinema_id, day_start, start, after=after)
+        return day.shows[first:]
 
     async def titles_from(
         self, cinema_id: int, day_start: datetime, start: datetime, *, after: bool = False
     ) -> tuple[str, ...]:
         """The titles of :meth:`shows_from`'s shows, each once, in the order of their first
         show (read from the day's cache, not from every show's film)."""
-        day = await self._day(cinema_id, day_start)
-        return day.titles[(bisect_right if after else bisect_left)(day.starts, start)]
+        day, first = await self.day_from(cinema_id, day_start, start, after=after)
+        return day.titles[first]

@@ -100,13 +100,16 @@ async def showtimes(
     if hall_name and hall_name not in {h.name for h in halls}:
         names = "、".join(h.name for h in halls)
         return Reply.say(f"没有找到{hall_name}，本影城有：{names}")
-    film_ids = {f.id for f in films}
-    shows = [
-        s
-        for s in await reference.shows_from(cinema.id, day_start, start)
-        if (not film_ids or s.film_id in film_ids)  # type: ignore[attr-defined]
-        and (not hall_name or s.hall.name == hall_name)
-    ]
+    film_ids = frozenset(f.id for f in films)
+    schedule, first = await reference.day_from(cinema.id, day_start, start)
+    shows = schedule.shows[first:]
+    if film_ids or hall_name:
+        shows = [
+            s
+            for s in shows
+            if (not film_ids or s.film_id in film_ids)  # type: ignore[attr-defined]
+            and (not hall_name or s.hall.name == hall_name)
+        ]
     label = day_label(day, today, evening)
     staff = actor.is_staff
     if not shows:
@@ -125,7 +128,9 @@ async def showtimes(
         )
     detailed = bool(films) or staff
     text_out = reference.rendered(
-        ("schedule", label, detailed, tuple(s.id for s in shows)),
+        # The cached day, where the list starts and the filters name the shows listed
+        # (without reading every show's id for every message).
+        ("schedule", label, detailed, schedule, first, film_ids, hall_name),
         lambda: _schedule_text(label, shows, detailed),
     )
     if staff:

@@ -162,3 +162,11 @@ async def test_shows_from_cuts_the_sorted_day_at_the_start_asked(monkeypatch: py
     assert await reference.titles_from(1, day, day.replace(hour=13)) == ("沙丘", "哪吒", "阿凡达")
     assert await reference.titles_from(1, day, day.replace(hour=13), after=True) == ("阿凡达", "沙丘")
     assert await reference.titles_from(1, day, day.replace(hour=23)) == ()
+    # day_from names a part of the schedule: the same cached day until it is reloaded.
+    cached, first = await reference.day_from(1, day, day.replace(hour=13))
+    assert first == 1
+    assert await reference.day_from(1, day, day.replace(hour=10), after=True) == (cached, 1)
+    assert {(cached, first): "text"}[(cached, 1)] == "text"  # hashed by identity
+    reference.clear()
+    reloaded, _ = await reference.day_from(1, day, day)
+    assert reloaded is not cached and reloaded != cached
