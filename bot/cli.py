@@ -111,7 +111,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
         app = init_app(settings, run_jobs=True)
         runner = web.AppRunner(app)
         await runner.setup()
-        log.info("cinebot worker running", extra={"event_loop": eventloop.name(asyncio.get_running_loop())})
+        loop_name = eventloop.name(asyncio.get_running_loop())
+        log.info("cinebot worker running", extra={"event_loop": loop_name})
         try:
             await _until_signal()
         finally:

@@ -13,8 +13,8 @@ import asyncio
 import time
 import unicodedata
 from bisect import bisect_left, bisect_right
-from dataclasses import dataclass
 from collections.abc import Awaitable, Callable, Hashable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -31,7 +31,9 @@ def normalise_name(s: str) -> str:
 
 
 @dataclass(frozen=True, slots=True, eq=False)  # equal and hashed by identity: a cache key
-class _Day:
+class CachedDay:
+    """One cinema day's schedule as cached (see :meth:`ReferenceData.day_from`)."""
+
     shows: list[Showtime]
     starts: list[datetime]
     titles: list[tuple[str, ...]]  # titles[i]: the titles showing from shows[i] on
@@ -123,11 +125,11 @@ class ReferenceData:
         needle = normalise_name(text)
         return [f for f, names in await self.film_names() if any(n in needle for n in names)]
 
-    async def _day(self, cinema_id: int, day_start: datetime) -> _Day:
+    async def _day(self, cinema_id: int, day_start: datetime) -> CachedDay:
         """All showtimes of a cinema day (it runs until 03:00 the next morning), by start,
         their start times, and from each show on the titles still showing."""
 
-        async def load() -> _Day:
+        async def load() -> CachedDay:
             end = day_start + timedelta(days=1, hours=3)
             shows = await upcoming_showtimes(cinema_id, day_start, end, limit=1000)
             # Walking back from the last show: the titles showing from show i on, in the
@@ -136,13 +138,13 @@ class ReferenceData:
             for i in range(len(shows) - 1, -1, -1):
                 title = shows[i].film.title
                 titles[i] = (title, *(t for t in titles[i + 1] if t != title))
-            return _Day(shows, [s.starts_at for s in shows], titles)
+            return CachedDay(shows, [s.starts_at for s in shows], titles)
 
         return await self._cached(("day", cinema_id, day_start), load)
 
     async def day_from(
         self, cinema_id: int, day_start: datetime, start: datetime, *, after: bool = False
-    ) -> tuple[_Day, int]:
+    ) -> tuple[CachedDay, int]:
         """The cached day and the index of its first show starting at ``start`` or later
         (strictly later with ``after``), found by bisection. The pair names that part of
         the schedule: text built from it can be cached under it."""
