@@ -910,7 +910,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--profile-out", help="profile file stem (default $TMPDIR/cinebot-profile-…)")
     p.add_argument("--dump", help="write per-request CSV here ({kind} = pipeline/baseline)")
     p.add_argument("--keep-workdir", action="store_true", help="keep the servers' temp dirs")
-    p.add_argument("--loop", choices=("uvloop", "asyncio"), default=Settings().event_loop,
+    p.add_argument("--loop", choices=eventloop.CHOICES, default=Settings().event_loop,
                    help="event loop of both servers (default: the product's, as `cinebot serve`)")
     p.add_argument("--serve", choices=("pipeline", "baseline"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)

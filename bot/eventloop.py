@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+CHOICES = ("uvloop", "asyncio")  # CINEBOT_EVENT_LOOP
 LoopFactory = Callable[[], asyncio.AbstractEventLoop]
 
 
@@ -24,8 +25,8 @@ def loop_factory(choice: str) -> LoopFactory | None:
     """The factory for ``asyncio.Runner``; None means asyncio's own loop."""
     if choice == "asyncio":
         return None
-    if choice != "uvloop":
-        raise ValueError(f"unknown event loop {choice!r}; expected uvloop or asyncio")
+    if choice not in CHOICES:
+        raise ValueError(f"unknown event loop {choice!r}; expected one of {', '.join(CHOICES)}")
     try:
         import uvloop
     except ImportError:

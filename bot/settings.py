@@ -18,6 +18,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 from dotenv import dotenv_values
 
+from bot import eventloop
+
 PREFIX = "CINEBOT_"
 
 # Demo credentials: the local stand-in and `cinebot chat` use the same ones, so a
@@ -188,7 +190,7 @@ class Settings:
                 problems.append(f"{PREFIX}WECHATPAY_APIV3_KEY: must be 32 bytes")
         if self.log_format not in ("json", "text"):
             problems.append(f"{PREFIX}LOG_FORMAT: expected json or text")
-        if self.event_loop not in ("uvloop", "asyncio"):
+        if self.event_loop not in eventloop.CHOICES:
             problems.append(f"{PREFIX}EVENT_LOOP: expected uvloop or asyncio")
         return problems
 
