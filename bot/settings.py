@@ -31,6 +31,11 @@ DEMO_WECOM_CORP_ID = "ww5c1ne6b0tdem0001"
 DEMO_WECOM_TOKEN = "cinebotdemowecom"
 DEMO_WECOM_AES_KEY = "Y2luZWJvdC1kZW1vLXdlY29tLWFlcy1rZXktMzJieXQ"
 DEMO_SECRET_KEY = "cinebot-demo-secret-key-change-me"
+# The fields that name a real WeChat account or merchant: with any of them set, money is
+# real, and the sandbox bank (tickets without payment) must be asked for by name.
+_PAY_IDENTITY = (
+    "wechat_appid", "wechat_secret", "miniprogram_appid", "miniprogram_secret", "wechatpay_mchid",
+)
 
 
 class SettingsError(ValueError):
@@ -78,6 +83,7 @@ class Settings:
     dedup_ttl: int = 600
     timezone: str = "Asia/Shanghai"
     # Payments: "sandbox" (the demo's own bank, keys made at first start) or "wechatpay".
+    # Read from the environment, the sandbox is the default only with the demo accounts.
     pay_mode: str = "sandbox"
     wechatpay_mchid: str = "1900000001"
     wechatpay_serial: str = ""  # the merchant certificate's serial number
@@ -96,6 +102,12 @@ class Settings:
     @property
     def uses_demo_credentials(self) -> bool:
         return DEMO_SECRET_KEY in (self.secret_key,) or self.wechat_token == DEMO_WECHAT_TOKEN
+
+    @property
+    def uses_demo_pay_identity(self) -> bool:
+        """True while every account a payment would be made under is the demo's."""
+        defaults = Settings()
+        return all(getattr(self, name) == getattr(defaults, name) for name in _PAY_IDENTITY)
 
     def redacted(self) -> dict[str, object]:
         """Settings safe to log: secrets and passwords replaced by ``***``."""
@@ -142,6 +154,13 @@ class Settings:
         # cross-field checks still run and every problem is reported in one go.
         settings = cls(**values)  # type: ignore[arg-type]
         problems.extend(settings.validate())
+        if f"{PREFIX}PAY_MODE" not in source and not settings.uses_demo_pay_identity:
+            # A forgotten PAY_MODE must not turn a real cinema's pay page into free tickets.
+            problems.append(
+                f"{PREFIX}PAY_MODE: not set, but the WeChat account or merchant is not the demo "
+                f"one; set {PREFIX}PAY_MODE=wechatpay to take real payments, or =sandbox to "
+                "issue tickets without payment on purpose"
+            )
         if problems:
             raise SettingsError(problems)
         return settings

@@ -45,7 +45,9 @@ def test_a_fresh_checkout_runs_on_the_defaults_alone() -> None:
 @pytest.mark.parametrize("name", sorted(DOCUMENTED))
 def test_every_documented_variable_sets_its_field(name: str) -> None:
     raw, expected = DOCUMENTED[name]
-    settings = Settings.from_env(environ={f"CINEBOT_{name}": raw}, env_file=None)
+    # With a real WeChat account the pay mode must be said (here: the sandbox, on purpose).
+    environ = {f"CINEBOT_{name}": raw, "CINEBOT_PAY_MODE": "sandbox"}
+    settings = Settings.from_env(environ=environ, env_file=None)
     assert getattr(settings, name.lower()) == expected
     assert getattr(Settings(), name.lower()) != expected  # it really changed something
 
@@ -53,6 +55,7 @@ def test_every_documented_variable_sets_its_field(name: str) -> None:
 def test_a_full_production_environment_is_read_in_one_go() -> None:
     environ = {f"CINEBOT_{name}": raw for name, (raw, _) in DOCUMENTED.items()}
     environ["PATH"] = "/usr/bin"  # other variables are none of our business
+    environ["CINEBOT_PAY_MODE"] = "sandbox"  # with a real WeChat account it must be said
     settings = Settings.from_env(environ=environ, env_file=None)
     for name, (_, expected) in DOCUMENTED.items():
         assert getattr(settings, name.lower()) == expected
@@ -66,7 +69,8 @@ def test_an_env_file_is_read_and_real_environment_variables_win(
         "# written by the operator\n"
         "CINEBOT_WECHAT_APPID=wx_from_dotenv\n"
         "CINEBOT_PUBLIC_URL=https://from-dotenv.example.com\n"
-        "CINEBOT_WECOM_AGENT_ID=1000007\n",
+        "CINEBOT_WECOM_AGENT_ID=1000007\n"
+        "CINEBOT_PAY_MODE=sandbox\n",
         encoding="utf-8",
     )
     monkeypatch.chdir(tmp_path)
@@ -108,7 +112,10 @@ def test_every_bad_value_is_reported_together_in_one_error() -> None:
 def test_a_good_value_next_to_bad_ones_does_not_hide_them() -> None:
     with pytest.raises(SettingsError) as caught:
         Settings.from_env(
-            environ={"CINEBOT_WECHAT_APPID": "wx_ok", "CINEBOT_PUBLIC_URL": "ftp://x"},
+            environ={
+                "CINEBOT_WECHAT_APPID": "wx_ok", "CINEBOT_PAY_MODE": "sandbox",
+                "CINEBOT_PUBLIC_URL": "ftp://x",
+            },
             env_file=None,
         )
     assert caught.value.problems == ["CINEBOT_PUBLIC_URL: expected an http(s):// URL"]
@@ -118,6 +125,7 @@ def test_redacted_settings_hide_secrets_and_passwords() -> None:
     environ = {f"CINEBOT_{name}": raw for name, (raw, _) in DOCUMENTED.items()}
     environ["CINEBOT_DATABASE_URL"] = "postgres://cinebot:db-pa55word@db.internal:5432/cinebot"
     environ["CINEBOT_REDIS_URL"] = "redis://:redis-pa55@word@cache.internal:6379/0"
+    environ["CINEBOT_PAY_MODE"] = "sandbox"
     settings = Settings.from_env(environ=environ, env_file=None)
 
     shown = settings.redacted()
