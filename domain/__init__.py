@@ -13,6 +13,7 @@ MODEL_MODULES = [
     "domain.workorders",
     "domain.touchpoints",
     "domain.feedback",
+    "domain.rights",
 ]
 MIGRATIONS = "domain.migrations"
 

@@ -33,6 +33,7 @@ from tortoise.exceptions import IntegrityError
 from tortoise.models import Model
 from tortoise.transactions import in_transaction
 
+from domain import rights
 from domain.catalog import Showtime
 from domain.orders import SOLD_STATES, Order
 from domain.people import Member
@@ -180,6 +181,14 @@ class FeedbackError(Exception):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(f"{code}: {message}")
         self.code, self.message = code, message
+
+
+class CouponRefused(FeedbackError):
+    """A coupon beyond the giver's right (``domain.rights``): nothing was sent or changed."""
+
+    def __init__(self, message: str, value_fen: int, limit_fen: int) -> None:
+        super().__init__("over_limit", message)
+        self.value_fen, self.limit_fen = value_fen, limit_fen
 
 
 # --- the visit ------------------------------------------------------------------------------
@@ -447,14 +456,19 @@ def new_coupon_code() -> str:
 
 async def _issue_coupon(
     response: FeedbackResponse, order: WorkOrder, value_fen: int, by: Who, now: datetime,
-    conn: BaseDBAsyncClient,
+    conn: BaseDBAsyncClient, limit_fen: int,
 ) -> Coupon:
-    return await Coupon.create(
+    coupon = await Coupon.create(
         code=new_coupon_code(), cinema_id=response.cinema_id, openid=response.visitor,
         value_fen=value_fen, reason=f"feedback:{response.id}", response_id=response.id,
         work_order_id=order.id, issued_by=by.user_id, created_at=now,
         expires_at=now + timedelta(days=COUPON_DAYS), using_db=conn,
     )
+    await rights.record_grant(
+        by, response.cinema_id, value_fen, limit_fen, what="coupon", entity_id=coupon.code,
+        about={"work_order": order.ref, "response": response.id}, now=now, using=conn,
+    )
+    return coupon
 
 
 def can_reach(visitor: str) -> bool:
@@ -466,11 +480,12 @@ async def reply(
     order: WorkOrder, by: Who, text: str, now: datetime, *, notify: Notify, tell: Tell,
     coupon_fen: int | None = None, message_key: str | None = None,
 ) -> Replied:
-    """A manager answers the audience behind a feedback complaint.
+    """A manager (or staff) answers the audience behind a feedback complaint.
 
     The first answer resolves the order (the answer is the action taken) and asks the
     audience whether that solved it; later answers are messages only. Idempotent per
-    ``message_key`` (a retried callback)."""
+    ``message_key`` (a retried callback). A coupon is given only within ``by``'s right
+    (``domain.rights``); beyond it the reply is refused (``over_limit``) and audited."""
     response = await response_of(order)
     if response is None:
         raise FeedbackError("not_feedback", f"{order.ref} 不是顾客评价工单，不能这样回复。")
@@ -486,13 +501,26 @@ async def reply(
         return Replied(response, order, await _coupon_of(order), False)
     if order.cinema_id != by.cinema_id:
         raise FeedbackError("forbidden", "这不是你所在影城的工单。")
+    limit = 0
+    if coupon_fen:
+        # Checked before anything changes: the reply's words may promise the coupon, so a
+        # refused coupon refuses the whole reply rather than sending it without.
+        try:
+            limit = await rights.authorise(
+                by, order.cinema_id, coupon_fen, what="coupon", now=now,
+                about={"work_order": order.ref, "response": response.id},
+            )
+        except rights.NotAllowed as exc:
+            raise CouponRefused(exc.message, coupon_fen, exc.limit_fen) from None
     issued: list[Coupon] = []
 
     async def with_reply(event: str, changed: WorkOrder, *, using: BaseDBAsyncClient, **info: Any) -> None:
         if event == "resolve":
             # Said first: the desk's own "已处理" note to the reporter is this reply.
             if coupon_fen:
-                issued.append(await _issue_coupon(response, changed, coupon_fen, by, now, using))
+                issued.append(
+                    await _issue_coupon(response, changed, coupon_fen, by, now, using, limit)
+                )
             await FeedbackResponse.filter(id=response.id).using_db(using).update(
                 follow_up=FollowUp.ASKED, follow_up_at=now
             )
@@ -515,7 +543,7 @@ async def reply(
     # Already resolved or closed: a further message, the follow-up left as it is.
     async with in_transaction() as conn:
         if coupon_fen:
-            issued.append(await _issue_coupon(response, order, coupon_fen, by, now, conn))
+            issued.append(await _issue_coupon(response, order, coupon_fen, by, now, conn, limit))
         await WorkOrderEvent.create(
             work_order=order, at=now, actor=by.user_id, action="reply", from_state=order.state,
             to_state=order.state, detail={"text": text[:200]}, message_key=f"{key}:reply",

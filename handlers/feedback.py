@@ -11,7 +11,9 @@ continues from it.
 A 1–2-star rating or an NPS of 0–6 opens one complaint work order at once and the
 service desk's notify (``desk``) cards the duty manager; a comment that comes
 later reaches the card's holders as a note. The manager answers in WeCom
-「回复 W3K7Q: 很抱歉…」 (or 「回复: …」 for the latest), optionally 「送20元券」;
+「回复 W3K7Q: 很抱歉…」 (or 「回复: …」 for the latest), optionally 「送20元券」 — a coupon
+within the giver's right (``domain.rights``: a manager's, or a role's limit that a manager
+sets with 「员工补偿上限设为20元」); beyond it the reply is refused and the duty manager told;
 the audience gets it with 「问题解决了吗？」, and 「没有解决」 reopens the order.
 A manager asks 「今天的满意度」 for the day's numbers.
 """
@@ -32,8 +34,15 @@ from bot.settings import Settings
 from domain import feedback as fb
 from domain import touchpoints as tps
 from domain.cinemas import home_cinema
-from domain.feedback import ASPECTS, FeedbackError, FeedbackInvite, FeedbackResponse
-from domain.people import set_subscription
+from domain import rights
+from domain.feedback import (
+    ASPECTS,
+    CouponRefused,
+    FeedbackError,
+    FeedbackInvite,
+    FeedbackResponse,
+)
+from domain.people import StaffRole, set_subscription
 from domain.pricing import format_fen
 from domain.touchpoints import Touchpoint, TouchpointKind
 from domain.workorders import Who, WorkOrder, WorkOrderError, find
@@ -71,7 +80,13 @@ REPLY = re.compile(
 COUPON = re.compile(
     r"[（(【\[]?\s*(?:送|附赠?|补偿|赠送?)\s*(?P<yuan>\d{1,3})\s*元?\s*的?(?:观影|代金|优惠)?券\s*[)）】\]]?[，,。]?"
 )
-MAX_COUPON_FEN = 20_000
+# 「员工补偿上限设为20元」: ASCII digits only (a limit is money; no look-alike digits).
+LIMIT_SET = re.compile(
+    r"^\s*(?P<role>员工|店员|工程师)的?(?:补偿|送券)上限\s*(?:设为|设置为|改为|调为|调到|设成|[:：=])\s*"
+    r"(?P<yuan>[0-9]{1,3})\s*元?\s*$"
+)
+LIMIT_SHOW = re.compile(r"^\s*(?:查看)?(?:补偿|送券)上限(?:是多少)?\s*[?？]?\s*$")
+LIMIT_ROLES = {"员工": StaffRole.STAFF, "店员": StaffRole.STAFF, "工程师": StaffRole.ENGINEER}
 SUMMARY = re.compile(r"^\s*(?:今天|今日)?的?(?:满意度|NPS|nps|评价汇总|顾客评价|评分汇总)\s*[?？]?\s*$")
 FILLER = re.compile(r"我要|我想|想要|评价|评分|打分|反馈|建议|一下|给个?|个|你们|的|了|吧|[，,。.!！？?\s]")
 
@@ -411,7 +426,9 @@ def coupon_in(text: str) -> tuple[str, int | None]:
     m = COUPON.search(text)
     if not m:
         return text, None
-    fen = min(int(m.group("yuan")) * 100, MAX_COUPON_FEN)
+    # Not clipped to the largest coupon: asking for more than one may give is refused and
+    # audited (``domain.rights``), not silently turned into a smaller coupon.
+    fen = int(m.group("yuan")) * 100
     rest = (text[: m.start()] + text[m.end() :]).strip(" ，,")
     return rest, (fen or None)
 
@@ -437,6 +454,12 @@ async def manager_replied(
             order, who, text, clock.now(), notify=notify, tell=messages.tell,
             coupon_fen=coupon_fen, message_key=msg.dedup_key,
         )
+    except CouponRefused as exc:
+        told = await messages.coupon_refused(
+            order, actor.name or actor.user_id, exc.value_fen, exc.limit_fen, msg.dedup_key
+        )
+        ask = "已转告值班经理决定是否送券" if told else "请值班经理决定是否送券"
+        return Reply.say(f"{exc.message}{ask}；也可以去掉送券再回复顾客。")
     except (FeedbackError, WorkOrderError) as exc:
         return Reply.say(exc.message)
     notify.wake()
@@ -446,6 +469,42 @@ async def manager_replied(
     if done.asked:
         lines.append("工单已标记处理；顾客会被问「问题解决了吗？」，回答没有解决会重新打开工单。")
     return Reply.say("\n".join(lines))
+
+
+def _limit_command(update: Update) -> dict[str, Any] | None:
+    text = update.inbound.text or ""
+    if m := LIMIT_SET.match(text):
+        return {"role_word": m.group("role"), "yuan": m.group("yuan")}
+    if LIMIT_SHOW.match(text):
+        return {"role_word": None, "yuan": None}
+    return None
+
+
+@managers.on(channel=Channel.WECOM, role="employee", kind="text", when=_limit_command)
+async def compensation_limit(
+    actor: Actor, role_word: str | None, yuan: str | None, clock: Clock
+) -> Reply:
+    """「员工补偿上限设为20元」 (managers) and 「补偿上限」 (anyone on staff may see it)."""
+    if actor.cinema_id is None:
+        return Reply.say("没有找到你所在的影城。")
+    if yuan is not None and role_word is not None:
+        who = Who(actor.user_id, actor.role, actor.cinema_id, actor.name)
+        role = LIMIT_ROLES[role_word]
+        try:
+            before, after = await rights.set_limit(who, role, int(yuan) * 100, clock.now())
+        except rights.NotAllowed as exc:
+            return Reply.say(exc.message)
+        label = rights.ROLE_LABELS[role]
+        return Reply.say(
+            f"✅ 已设{label}补偿上限：每次最多送 {format_fen(after)} 券（原 {format_fen(before)}）。"
+            "超出的送券会被拒绝并转告值班经理。"
+        )
+    shown = await rights.limits(actor.cinema_id)
+    parts = "，".join(f"{rights.ROLE_LABELS[r]} {format_fen(v)}" for r, v in shown.items())
+    return Reply.say(
+        f"补偿上限（每次送券最多）：{parts}；经理不限（最多 "
+        f"{format_fen(rights.MAX_COMPENSATION_FEN)}）。经理可发送「员工补偿上限设为20元」调整。"
+    )
 
 
 def _summary_asked(update: Update) -> bool:

@@ -31,7 +31,7 @@ from domain.outbox import enqueue
 from domain.people import Member
 from domain.pricing import format_fen
 from domain.touchpoints import Touchpoint
-from domain.workorders import Who, WorkOrder
+from domain.workorders import Who, WorkOrder, managers, on_duty
 
 log = logging.getLogger(__name__)
 
@@ -217,6 +217,31 @@ class FeedbackMessages:
                 idempotency_key=f"fb:{response.id}:note:{digest}:{userid}", now=self.clock.now(),
             )
         return len(people)
+
+    # --- a coupon beyond the giver's right (domain.rights) --------------------------------------
+
+    async def coupon_refused(
+        self, order: WorkOrder, giver: str, value_fen: int, limit_fen: int, key: str,
+    ) -> list[str]:
+        """The duty managers hear of a refused coupon, to give it themselves if it is deserved.
+        Returns who was told (on duty in management, else every manager of the cinema)."""
+        now = self.clock.now()
+        people = [s.userid for s in await on_duty(order.cinema_id, "management", now)]
+        if not people:
+            people = [s.userid for s in await managers(order.cinema_id)]
+        yuan = value_fen // 100
+        note = (
+            f"🎫 {giver} 想给工单 {order.ref} 的顾客送 {format_fen(value_fen)} 券，超出其权限"
+            f"（上限 {format_fen(limit_fen)}），未发出。\n如同意，请发送「回复 {order.ref}: "
+            f"您的话，送{yuan}元券」；调整上限：「员工补偿上限设为20元」。"
+        )
+        for userid in people:
+            await enqueue(
+                channel="wecom", recipient=userid,
+                payload={"msgtype": "text", "agentid": self.agent_id, "text": {"content": note}},
+                idempotency_key=f"rights:{key}:{userid}", now=now,
+            )
+        return people
 
     # --- the invitation after a show (domain.feedback.Invite) -----------------------------------
 
