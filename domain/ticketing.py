@@ -84,10 +84,15 @@ class Inventory(Protocol):
     async def release(self, showtime: int, hold_id: str, owner: str, seats: Sequence[str]) -> int: ...
 
     async def sell(
-        self, showtime: int, hold_id: str, owner: str, seats: Sequence[str], *, now_ms: int
+        self, showtime: int, hold_id: str, owner: str, seats: Sequence[str], *, now_ms: int,
+        pending: bool = False,
     ) -> SellAnswer: ...
 
-    async def unsell(self, showtime: int, owner: str, seats: Sequence[str]) -> int: ...
+    async def settle(self, showtime: int, hold_id: str) -> None: ...
+
+    async def unsell(
+        self, showtime: int, owner: str, seats: Sequence[str], hold_id: str | None = None
+    ) -> int: ...
 
     async def states(
         self, showtime: int, labels: Sequence[str], *, now_ms: int
@@ -432,10 +437,40 @@ async def record_payment(
         return claim
     if order.changed_from_id is not None:  # type: ignore[attr-defined]
         return await _finish_change(inventory, gateway, order, notice, now, notify)
-    if order.state in SOLD_STATES or order.state in (OrderState.REFUNDED, OrderState.CHANGED):
+    if not _paid_by(order, notice) and (
+        order.state in SOLD_STATES or order.state in (OrderState.REFUNDED, OrderState.CHANGED)
+    ):
         # Paid twice for one order (two payment windows): never keep the second payment.
         return await _refund_payment(gateway, order, notice, now, notify, "duplicate_payment")
     return await _issue(inventory, gateway, order, notice, now, notify)
+
+
+def _paid_by(order: Order, notice: PaymentNotice) -> bool:
+    """The order is paid by this payment and waits for its tickets: the process that took
+    it died before issuing them, and this is the notify retried."""
+    return order.state == OrderState.PAID and order.transaction_id == notice.transaction_id
+
+
+_UNPAID = (*OPEN_STATES, OrderState.EXPIRED, OrderState.CANCELLED)
+
+
+async def _take_order(order: Order, notice: PaymentNotice, now: datetime) -> bool:
+    """Make this payment the one that pays ``order``, committed before any seat is sold.
+
+    Of two payments of one order (two payment windows, one pay link pressed on two
+    processes at once) exactly one moves it to paid; the other is refunded and never
+    touches the seats. False: another payment got there first."""
+    try:
+        async with in_transaction() as conn:
+            await move_order(
+                order, OrderState.PAID, allowed=_UNPAID, actor="wechatpay", at=now, using=conn,
+                paid_fen=notice.amount_fen, paid_at=now, transaction_id=notice.transaction_id,
+                closed_at=None, detail={"transaction_id": notice.transaction_id},
+            )
+        return True
+    except TransitionRefused:
+        await order.refresh_from_db()
+        return _paid_by(order, notice)
 
 
 async def _claim_payment(order: Order, notice: PaymentNotice, now: datetime) -> PaymentOutcome | None:
@@ -472,15 +507,23 @@ async def _issue(
     if showtime.cancelled_at is not None:
         # The hold was let go when the show was cancelled; the money goes back.
         return await _refund_payment(gateway, order, notice, now, notify, "showtime_cancelled")
-    sold = await inventory.sell(order.showtime_id, order.hold_id, order.openid, order.seats, now_ms=_ms(now))  # type: ignore[attr-defined]
-    seats, outcome = list(order.seats), "issued"
+    if not await _take_order(order, notice, now):
+        return await _refund_payment(gateway, order, notice, now, notify, "duplicate_payment")
+    # The sale is pending until the tickets are committed: should this process die in
+    # between, the seats are sellable again once the sale times out, and the notify retried
+    # takes the pending sale over (the same seats, not a re-seat).
+    show_id: int = order.showtime_id  # type: ignore[attr-defined]
+    sold = await inventory.sell(
+        show_id, order.hold_id, order.openid, order.seats, now_ms=_ms(now), pending=True
+    )
+    seats, hold_id, outcome = list(order.seats), order.hold_id, "issued"
     if not sold.ok:
         # The hold lapsed and someone else bought a seat: find equivalent seats, never
         # force the sale.
         reseat = await _reseat(inventory, showtime, order, now)
         if reseat is None:
             return await _refund_payment(gateway, order, notice, now, notify, "seats_gone")
-        seats, outcome = reseat, "reseated"
+        (seats, hold_id), outcome = reseat, "reseated"
     plan = seat_plan(showtime.hall)
     try:
         async with in_transaction() as conn:
@@ -489,36 +532,35 @@ async def _issue(
             current = await Showtime.filter(id=showtime.id).select_for_update().using_db(conn).first()
             if current is None or current.cancelled_at is not None:
                 raise _ShowCancelled
-            await move_order(
-                order, OrderState.PAID, allowed=(*OPEN_STATES, OrderState.EXPIRED, OrderState.CANCELLED),
-                actor="wechatpay", at=now, using=conn, paid_fen=notice.amount_fen, paid_at=now,
-                transaction_id=notice.transaction_id, seats=seats, closed_at=None,
-                detail={"transaction_id": notice.transaction_id, "outcome": outcome},
-            )
             tickets = await _create_tickets(order, showtime, plan, seats, conn)
             await move_order(
                 order, OrderState.ISSUED, allowed=(OrderState.PAID,), actor="system", at=now,
-                using=conn,
+                using=conn, seats=seats,
+                detail={"transaction_id": notice.transaction_id, "outcome": outcome},
             )
             await _set_outcome(notice, outcome, conn)
             await notify(outcome, order, using=conn, tickets=tickets, showtime=showtime)
     except IntegrityError:
         # The database refuses a second active ticket for a seat: Redis had lost a sale.
         log.error("seat already sold in the database", extra={"order": order.no})
-        await inventory.forget(order.showtime_id)  # type: ignore[attr-defined]
-        await order.refresh_from_db()  # the rolled-back moves changed the copy in memory
-        return await _refund_payment(gateway, order, notice, now, notify, "seats_gone")
-    except TransitionRefused:
-        # Another payment of this order (a second payment window) issued it first: the
-        # seats this one sold go back on sale, and its money goes back.
-        await inventory.unsell(order.showtime_id, order.openid, seats)  # type: ignore[attr-defined]
-        await order.refresh_from_db()
-        return await _refund_payment(gateway, order, notice, now, notify, "duplicate_payment")
-    except _ShowCancelled:
-        await inventory.unsell(order.showtime_id, order.openid, seats)  # type: ignore[attr-defined]
-        await order.refresh_from_db()
-        return await _refund_payment(gateway, order, notice, now, notify, "showtime_cancelled")
+        await inventory.unsell(show_id, order.openid, [], hold_id)
+        await inventory.forget(show_id)
+        return await _refund_unissued(gateway, order, notice, now, notify, "seats_gone")
+    except (TransitionRefused, _ShowCancelled) as exc:
+        # The show was cancelled, or the paid order refunded, while its seats were sold.
+        await inventory.unsell(show_id, order.openid, seats, hold_id)
+        reason = "showtime_cancelled" if isinstance(exc, _ShowCancelled) else "order_closed"
+        return await _refund_unissued(gateway, order, notice, now, notify, reason)
+    await inventory.settle(show_id, hold_id)
     return PaymentOutcome(outcome, order, tickets)
+
+
+async def _refund_unissued(
+    gateway: Gateway, order: Order, notice: PaymentNotice, now: datetime, notify: Notify,
+    reason: str,
+) -> PaymentOutcome:
+    await order.refresh_from_db()  # the rolled-back moves changed the copy in memory
+    return await _refund_payment(gateway, order, notice, now, notify, reason)
 
 
 class _ShowCancelled(Exception):
@@ -527,7 +569,8 @@ class _ShowCancelled(Exception):
 
 async def _reseat(
     inventory: Inventory, showtime: Showtime, order: Order, now: datetime
-) -> list[str] | None:
+) -> tuple[list[str], str] | None:
+    """Equivalent seats sold (pending) to the order: (seats, the hold id of their sale)."""
     plan, states, _ = await house(inventory, showtime, now)
     if showtime.starts_at <= now or showtime.cancelled_at is not None:
         return None
@@ -539,8 +582,10 @@ async def _reseat(
     )
     if not held.ok:
         return None
-    sold = await inventory.sell(showtime.id, held.hold_id, order.openid, list(found), now_ms=_ms(now))
-    return list(found) if sold.ok else None
+    sold = await inventory.sell(
+        showtime.id, held.hold_id, order.openid, list(found), now_ms=_ms(now), pending=True
+    )
+    return (list(found), held.hold_id) if sold.ok else None
 
 
 async def _create_tickets(
@@ -563,22 +608,36 @@ async def _refund_payment(
     gateway: Gateway, order: Order, notice: PaymentNotice, now: datetime, notify: Notify,
     reason: str,
 ) -> PaymentOutcome:
-    """Give a payment back whole: its seats could not be honoured, or it paid twice."""
-    async with in_transaction() as conn:
-        if order.state in OPEN_STATES or order.state in (OrderState.EXPIRED, OrderState.CANCELLED):
-            await move_order(
-                order, OrderState.REFUNDED,
-                allowed=(*OPEN_STATES, OrderState.EXPIRED, OrderState.CANCELLED),
-                actor="system", at=now, using=conn, paid_fen=notice.amount_fen, paid_at=now,
-                refunded_fen=notice.amount_fen, closed_at=now, transaction_id=notice.transaction_id,
-                detail={"reason": reason},
+    """Give a payment back whole: its seats could not be honoured, or it paid twice. The
+    order closes with it when nothing else paid for it."""
+    if order.state == OrderState.REFUNDED and order.transaction_id == notice.transaction_id:
+        # This payment paid the order, and the order was refunded whole since (a cancelled
+        # show): its money is already on its way back.
+        await _set_outcome(notice, "refunded")
+        return PaymentOutcome("refunded", order)
+    closes = _paid_by(order, notice) or order.state in _UNPAID
+    try:
+        async with in_transaction() as conn:
+            if closes:
+                await move_order(
+                    order, OrderState.REFUNDED,
+                    allowed=(OrderState.PAID,) if order.state == OrderState.PAID else _UNPAID,
+                    actor="system", at=now, using=conn, paid_fen=notice.amount_fen, paid_at=now,
+                    refunded_fen=notice.amount_fen, closed_at=now,
+                    transaction_id=notice.transaction_id, detail={"reason": reason},
+                )
+            refund = await Refund.create(
+                order=order, no=new_number("RF", now.astimezone(SHANGHAI)),
+                amount_fen=notice.amount_fen, reason=reason, created_at=now, using_db=conn,
             )
-        refund = await Refund.create(
-            order=order, no=new_number("RF", now.astimezone(SHANGHAI)), amount_fen=notice.amount_fen,
-            reason=reason, created_at=now, using_db=conn,
-        )
-        await _set_outcome(notice, "refunded", conn)
-        await notify("payment_refunded", order, using=conn, reason=reason, amount_fen=notice.amount_fen)
+            await _set_outcome(notice, "refunded", conn)
+            await notify(
+                "payment_refunded", order, using=conn, reason=reason, amount_fen=notice.amount_fen
+            )
+    except TransitionRefused:
+        # Another payment of the order (or a refund of it) moved it first: look again.
+        await order.refresh_from_db()
+        return await _refund_payment(gateway, order, notice, now, notify, reason)
     await send_refund(gateway, refund, order, notice.amount_fen, now)
     return PaymentOutcome("refunded", order)
 
@@ -771,7 +830,12 @@ async def _finish_change(
         *OPEN_STATES, OrderState.EXPIRED
     ):
         return await _refund_payment(gateway, new, notice, now, notify, "change_void")
-    sold = await inventory.sell(new.showtime_id, new.hold_id, new.openid, new.seats, now_ms=_ms(now))  # type: ignore[attr-defined]
+    # Pending until the change commits; a change that fails after this is taken back when
+    # the sale times out (a second payment of it may share this sale, so no one unsells it).
+    show_id: int = new.showtime_id  # type: ignore[attr-defined]
+    sold = await inventory.sell(
+        show_id, new.hold_id, new.openid, new.seats, now_ms=_ms(now), pending=True
+    )
     if not sold.ok:
         return await _refund_payment(gateway, new, notice, now, notify, "seats_gone")
     tickets = await _complete_change(
@@ -788,7 +852,9 @@ async def _complete_change(
 ) -> list[Ticket]:
     target = await Showtime.get(id=new.showtime_id).prefetch_related("hall")  # type: ignore[attr-defined]
     if not already_sold:
-        sold = await inventory.sell(target.id, new.hold_id, new.openid, new.seats, now_ms=_ms(now))
+        sold = await inventory.sell(
+            target.id, new.hold_id, new.openid, new.seats, now_ms=_ms(now), pending=True
+        )
         if not sold.ok:
             raise TicketingError("taken", "新场次的座位刚被别人买走了，请重新改签。")
     old_value = old.paid_fen - old.refunded_fen
@@ -818,6 +884,7 @@ async def _complete_change(
             await _set_outcome(notice, "changed", conn)
         await notify("changed", new, using=conn, tickets=tickets, showtime=target, old=old,
                      refund_fen=difference)
+    await inventory.settle(target.id, new.hold_id)
     await inventory.unsell(old.showtime_id, old.openid, old.seats)  # type: ignore[attr-defined]
     if refund is not None:
         await send_refund(gateway, refund, old, old.paid_fen, now)
