@@ -24,7 +24,9 @@ __all__ = [
 ]
 
 ORDER = r"/api/orders/{no:[A-Za-z0-9]{1,32}}"
-FALLBACK = "/api/{tail:.*}"
+# Any character, a newline too (``.`` stops at one): a path like ``/api/x%0Ay`` must get the
+# API's JSON 404, not aiohttp's plain-text one.
+FALLBACK = r"/api/{tail:[\s\S]*}"
 
 
 def add_routes(app: web.Application) -> None:

@@ -158,9 +158,12 @@ PATHS: J = {
         security=None,
         parameters=[
             {"name": "date", "in": "query", "schema": {"type": "string", "format": "date"},
-             "description": "YYYY-MM-DD，默认今天（上海时间）"},
-            {"name": "film_id", "in": "query", "schema": INT},
-            {"name": "cinema_id", "in": "query", "schema": INT, "description": "默认第一家影城"},
+             # Empty is the same as absent (a form's blank field), as the views read it.
+             "allowEmptyValue": True,
+             "description": "YYYY-MM-DD（2000–2099 年），默认今天（上海时间）"},
+            {"name": "film_id", "in": "query", "schema": INT, "allowEmptyValue": True},
+            {"name": "cinema_id", "in": "query", "schema": INT, "allowEmptyValue": True,
+             "description": "默认第一家影城"},
         ],
     )},
     "/api/showtimes/{id}/seats": {"get": _op(
@@ -311,9 +314,9 @@ PATHS["/api/feedback/summary"] = {"get": _op(
     security=[{"staff": []}],
     parameters=[
         {"name": "from", "in": "query", "schema": {"type": "string", "format": "date"},
-         "description": "默认 to 之前 6 天"},
+         "allowEmptyValue": True, "description": "默认 to 之前 6 天（2000–2099 年）"},
         {"name": "to", "in": "query", "schema": {"type": "string", "format": "date"},
-         "description": "默认今天（营业日，03:00 换日）"},
+         "allowEmptyValue": True, "description": "默认今天（营业日，03:00 换日）"},
         {"name": "by", "in": "query", "schema": {"enum": ["film", "hall", "touchpoint", "day"]}},
     ],
 )}
