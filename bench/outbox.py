@@ -19,14 +19,19 @@ emptied, and ``--messages`` messages enqueued (half WeChat customer-service
 text to ``oUser…`` openids, half WeCom app text to userids; each with unique
 content) before the clock starts. The timed section is the sender's own loop
 (``run``) until no row is pending. Afterwards every row must be ``sent`` and
-the stand-in's record (``/standin/messages``) must hold each content exactly
+the stand-in's record (``/standin/messages``) must hold each content
 once, addressed to the right recipient.
 
 The sender policy is the default one with small delays (so a 30 % failure run
 measures retries, not a 2-second backoff): batch 50, concurrency 16, lease
-60 s, base delay ``--base-delay``, max delay 1 s, poll 0.05 s.
+90 s (the default: it must outlast the clients' worst-case send), base delay
+``--base-delay``, max delay 1 s, token retry delay the same, poll 0.05 s.
 
-Exit status 0 when every run delivered everything exactly once, 1 otherwise.
+Delivery is at-least-once in general (a worker dying after the platform accepted
+a call sends it again); here no worker dies and every injected fault refuses the
+call without recording it, so each message must arrive once.
+
+Exit status 0 when every run delivered everything once, 1 otherwise.
 """
 
 from __future__ import annotations
@@ -79,7 +84,7 @@ class Result:
     token_fetches: int
     cpu_seconds: float
     statuses: Counter[str]
-    exactly_once: bool
+    once_each: bool
     problems: list[str]
 
     @property
@@ -211,10 +216,11 @@ async def measure(
     policy = SenderPolicy(
         batch=args.batch,
         concurrency=args.concurrency,
-        lease=timedelta(seconds=60),
+        lease=timedelta(seconds=90),
         max_attempts=50,
         base_delay=args.base_delay,
         max_delay=1.0,
+        token_retry_delay=args.base_delay,
         poll_interval=0.05,
     )
     sender = OutboxSender(outbox, transport, SystemClock(), policy, worker="bench")
@@ -267,7 +273,7 @@ async def measure(
         token_fetches=len(fetches),
         cpu_seconds=cpu,
         statuses=statuses,
-        exactly_once=not problems,
+        once_each=not problems,
         problems=problems,
     )
 
@@ -278,12 +284,12 @@ async def measure(
 def _table(results: list[Result]) -> str:
     head = (
         f"{'fail rate':>9}  {'messages':>8}  {'seconds':>7}  {'msg/s':>7}  {'attempts':>8}"
-        f"  {'tokens':>6}  {'sender CPU':>10}  exactly once"
+        f"  {'tokens':>6}  {'sender CPU':>10}  once each"
     )
     lines = [head, "-" * len(head)]
     for r in results:
         cpu_share = f"{100 * r.cpu_seconds / r.seconds:.0f} %" if r.seconds else "-"
-        verdict = "yes" if r.exactly_once else "NO: " + "; ".join(r.problems)
+        verdict = "yes" if r.once_each else "NO: " + "; ".join(r.problems)
         lines.append(
             f"{r.fail_rate * 100:>8.0f}%  {r.messages:>8}  {r.seconds:>7.2f}  {r.rate:>7.0f}"
             f"  {r.attempts:>8}  {r.token_fetches:>6}  {cpu_share:>10}  {verdict}"
@@ -344,7 +350,7 @@ async def run(args: argparse.Namespace) -> int:
         shutil.rmtree(workdir, ignore_errors=True)
     print()
     print(_table(results))
-    return 0 if all(r.exactly_once for r in results) else 1
+    return 0 if all(r.once_each for r in results) else 1
 
 
 def main() -> int:

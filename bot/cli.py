@@ -426,7 +426,7 @@ def cmd_outbox(args: argparse.Namespace) -> int:
             if args.action == "retry":
                 ids = None if args.all else [int(i) for i in args.ids]
                 if ids is not None and not ids:
-                    print("请给出要重发的消息编号，或用 --all 重发全部失败/死信消息", file=sys.stderr)
+                    print("请给出要重发的消息编号，或用 --all 重发全部失败/死信/过期消息", file=sys.stderr)
                     return 1
                 count = await requeue(ids, SystemClock().now())
                 print(f"已重新排队 {count} 条消息。")
@@ -839,12 +839,13 @@ def build_parser() -> argparse.ArgumentParser:
     ob = p.add_subparsers(dest="action", required=True)
     ls = ob.add_parser("list", help="list messages (newest first)")
     ls.add_argument(
-        "--status", choices=("all", "pending", "sent", "failed", "dead"), default="all"
+        "--status", choices=("all", "pending", "sent", "failed", "dead", "expired"),
+        default="all",
     )
     ls.add_argument("--limit", type=int, default=30)
-    rt = ob.add_parser("retry", help="send failed or dead messages again")
+    rt = ob.add_parser("retry", help="send failed, dead or expired messages again")
     rt.add_argument("ids", nargs="*", help="message ids (#N in the list)")
-    rt.add_argument("--all", action="store_true", help="every failed and dead message")
+    rt.add_argument("--all", action="store_true", help="every failed, dead and expired message")
     p.set_defaults(func=cmd_outbox)
 
     p = sub.add_parser("nlu", help="understand Chinese: parse, evaluate, train")

@@ -41,8 +41,10 @@ Behaviour worth knowing (close to the real platforms, simplified):
 - Faults: with probability ``fail_rate`` any ``/cgi-bin`` call answers HTTP 502
   or ``{"errcode": -1}`` and records nothing; with probability
   ``expire_rate`` the presented token is declared expired (42001) and dropped.
-  ``POST /standin/faults {"mode": "http502"|"busy"|"expire", "count": n}``
-  queues deterministic faults for the next n calls that present a token.
+  ``POST /standin/faults {"mode": "http502"|"busy"|"expire"|"revoke"|"lost",
+  "count": n}`` queues deterministic faults for the next n calls that present a
+  token: ``revoke`` makes the presented token unknown (40001 / 40014), ``lost``
+  handles and records the call but answers HTTP 504 (the answer got lost).
 
 Control and inspection: ``GET /standin/messages?to=USER&since=ID``,
 ``GET /standin/tokens`` (token fetch log), ``GET /standin/errors``,
@@ -85,7 +87,7 @@ WECOM = "wecom"
 TOKEN_TTL = 7200
 CLASSIC_OVERLAP = 300  # seconds an old /cgi-bin/token token survives a new one
 RESPONSE_CODE_TTL = 72 * 3600
-FAULT_MODES = ("http502", "busy", "expire")
+FAULT_MODES = ("http502", "busy", "expire", "revoke", "lost")
 INTERACTIVE_CARDS = frozenset({"button_interaction", "vote_interaction", "multiple_interaction"})
 CARD_TYPES = INTERACTIVE_CARDS | {"text_notice", "news_notice"}
 WECHAT_CUSTOM_TYPES = frozenset(
@@ -306,7 +308,7 @@ def api(
             platform = next(iter(allowed)) if len(allowed) == 1 else WECHAT
             token: IssuedToken | None = None
             if needs_token:
-                token_or_error = _check_token(state, request, allowed, fault == "expire")
+                token_or_error = _check_token(state, request, allowed, fault)
                 if isinstance(token_or_error, dict):
                     return _json(_note_error(state, endpoint, platform, token_or_error))
                 token = token_or_error
@@ -320,6 +322,10 @@ def api(
             answer = await fn(state, Call(platform, endpoint, token, body, request))
             if answer.get("errcode"):
                 _note_error(state, endpoint, platform, answer, body)
+            if fault == "lost":
+                # Done and recorded, but the answer never reaches the caller (a gateway
+                # timeout after the platform accepted): the case at-least-once is about.
+                return web.Response(status=504, text="504 Gateway Timeout")
             return _json(answer)
 
         return view
@@ -328,11 +334,13 @@ def api(
 
 
 def _check_token(
-    state: StandinState, request: web.Request, allowed: frozenset[str], force_expire: bool
+    state: StandinState, request: web.Request, allowed: frozenset[str], fault: str | None
 ) -> IssuedToken | JsonDict:
     value = request.query.get("access_token", "")
     if not value:
         return _err(41001, "access_token missing")
+    if fault == "revoke":
+        state.revoke(value)  # e.g. another app server refreshed it: "not latest"
     if value in state.expired:
         return _err(42001, "access_token expired")
     token = state.tokens.get(value)
@@ -343,7 +351,7 @@ def _check_token(
         if allowed == {WECOM}:
             return _err(40014, "invalid access_token")
         return _err(40001, "invalid credential, access_token is invalid or not latest")
-    if force_expire or (state.expire_rate and state.rng.random() < state.expire_rate):
+    if fault == "expire" or (state.expire_rate and state.rng.random() < state.expire_rate):
         state.expire(value)
         return _err(42001, "access_token expired")
     return token

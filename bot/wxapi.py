@@ -6,7 +6,10 @@ these instead. Three things every call shares:
 - the access token lives in Redis, shared by every process, and is refreshed
   by one process at a time under a Redis lock (``TokenCache``);
 - a token error (40001, 40014, 42001) invalidates the cached token, fetches a
-  fresh one and retries the call exactly once;
+  fresh one and retries the call once (a second token error is the caller's);
+- every HTTP exchange has its own timeout (``call_timeout``), so a call's
+  worst-case duration, token refresh included, is known
+  (``worst_case_seconds``): the outbox keeps it under its claim lease;
 - every failure is an ``ApiError`` classified as ``retryable``,
   ``token_expired`` or ``permanent``, so the outbox worker decides in one place
   whether to try again later or give up.
@@ -112,16 +115,20 @@ async def request_json(
     params: Mapping[str, str] | None = None,
     body: Mapping[str, Any] | None = None,
     form: aiohttp.FormData | None = None,
+    timeout: float | None = None,
 ) -> JsonDict:
     """One HTTP exchange, turned into the decoded JSON answer or an ``ApiError``.
 
-    Messages never include the URL or the exception text: both can carry the
-    access token.
+    ``timeout``: seconds for the whole exchange (default: the session's). Messages
+    never include the URL or the exception text: both can carry the access token.
     """
     data: Any = encode_json(body) if body is not None else form
     headers = _JSON_HEADERS if body is not None else None
+    limit = aiohttp.ClientTimeout(total=timeout) if timeout is not None else None
     try:
-        async with http.request(method, url, params=params, data=data, headers=headers) as resp:
+        async with http.request(
+            method, url, params=params, data=data, headers=headers, timeout=limit
+        ) as resp:
             raw = await resp.read()
             status = resp.status
     except (TimeoutError, aiohttp.ClientError) as exc:
@@ -209,6 +216,12 @@ class TokenCache:
             return cached
         return await self._refresh()
 
+    def worst_case_seconds(self, fetch_timeout: float) -> float:
+        """The longest ``get`` can take when a fetch takes at most ``fetch_timeout``: waiting
+        for another process up to ``wait``, then (lock taken just before giving up) one
+        fetch of our own. Redis round trips are not counted: callers keep a margin."""
+        return self.wait + self.poll + fetch_timeout
+
     async def invalidate(self, token: str) -> bool:
         """Drop ``token`` after the API rejected it. True if this call dropped it.
 
@@ -270,15 +283,39 @@ def _token_from(answer: JsonDict, endpoint: str) -> tuple[str, int]:
     return token, int(answer.get("expires_in", 7200))
 
 
+# Seconds one HTTP exchange with the platform may take. The platforms answer in well under
+# a second; ten covers a slow network without letting one call hold a send for long.
+CALL_TIMEOUT = 10.0
+
+
 class _Client:
     """What both platforms share: a base URL, a token cache, and call-with-one-token-retry."""
 
     platform = ""
 
-    def __init__(self, http: aiohttp.ClientSession, base_url: str) -> None:
+    def __init__(
+        self, http: aiohttp.ClientSession, base_url: str, call_timeout: float = CALL_TIMEOUT
+    ) -> None:
         self.http = http
         self.base_url = base_url.rstrip("/")
+        self.call_timeout = call_timeout
         self.tokens: TokenCache  # set by the subclass, which knows how to fetch
+
+    def _token_cache(self, redis: aioredis.Redis, owner: str) -> TokenCache:
+        # Waiting for another process's fetch longer than a fetch may take is pointless,
+        # and it would stretch the worst case of every call.
+        return TokenCache(
+            redis, self.platform, owner, self._fetch_token, wait=self.call_timeout
+        )
+
+    async def _fetch_token(self, force: bool) -> tuple[str, int]:
+        raise NotImplementedError
+
+    def worst_case_seconds(self) -> float:
+        """The longest one ``_call`` can take: get a token (perhaps refreshing it), post,
+        and on a token error get a fresh token and post once more."""
+        token = self.tokens.worst_case_seconds(self.call_timeout)
+        return 2 * (token + self.call_timeout)
 
     def _url(self, path: str) -> str:
         return f"{self.base_url}/cgi-bin/{path}"
@@ -327,6 +364,7 @@ class _Client:
             params=query,
             body=body,
             form=form() if form is not None else None,
+            timeout=self.call_timeout,
         )
 
 
@@ -357,11 +395,12 @@ class WeChatApi(_Client):
         base_url: str,
         appid: str,
         secret: str,
+        call_timeout: float = CALL_TIMEOUT,
     ) -> None:
-        super().__init__(http, base_url)
+        super().__init__(http, base_url, call_timeout)
         self.appid = appid
         self._secret = secret
-        self.tokens = TokenCache(redis, self.platform, appid, self._fetch_token)
+        self.tokens = self._token_cache(redis, appid)
 
     @classmethod
     def from_settings(
@@ -385,7 +424,8 @@ class WeChatApi(_Client):
             "force_refresh": force,
         }
         answer = await request_json(
-            self.http, "POST", self._url(endpoint), endpoint=endpoint, body=body
+            self.http, "POST", self._url(endpoint), endpoint=endpoint, body=body,
+            timeout=self.call_timeout,
         )
         return _token_from(answer, endpoint)
 
@@ -490,7 +530,8 @@ class WeChatApi(_Client):
             "grant_type": "authorization_code",
         }
         answer = await request_json(
-            self.http, "GET", f"{self.base_url}/{endpoint}", endpoint=endpoint, params=params
+            self.http, "GET", f"{self.base_url}/{endpoint}", endpoint=endpoint, params=params,
+            timeout=self.call_timeout,
         )
         if not isinstance(answer.get("openid"), str) or not answer["openid"]:
             raise ApiError(None, "login answer without openid", endpoint=endpoint)
@@ -520,13 +561,14 @@ class WeComApi(_Client):
         corp_id: str,
         agent_id: int,
         secret: str,
+        call_timeout: float = CALL_TIMEOUT,
     ) -> None:
-        super().__init__(http, base_url)
+        super().__init__(http, base_url, call_timeout)
         self.corp_id = corp_id
         self.agent_id = agent_id
         self._secret = secret
         # Tokens are per app (per secret): two apps of one corp must not share a key.
-        self.tokens = TokenCache(redis, self.platform, f"{corp_id}:{agent_id}", self._fetch_token)
+        self.tokens = self._token_cache(redis, f"{corp_id}:{agent_id}")
 
     @classmethod
     def from_settings(
@@ -552,7 +594,8 @@ class WeComApi(_Client):
         endpoint = "gettoken"
         params = {"corpid": self.corp_id, "corpsecret": self._secret}
         answer = await request_json(
-            self.http, "GET", self._url(endpoint), endpoint=endpoint, params=params
+            self.http, "GET", self._url(endpoint), endpoint=endpoint, params=params,
+            timeout=self.call_timeout,
         )
         return _token_from(answer, endpoint)
 
