@@ -46,6 +46,7 @@ from handlers import build_router
 from handlers import api as ticket_api
 from handlers import pages
 from handlers.payments import Payments
+from handlers.refund_alerts import RefundAlerts
 from handlers.ticket_messages import TicketMessages
 from handlers.api import feedback as feedback_api
 from handlers.feedback_loop import FeedbackMessages
@@ -203,8 +204,12 @@ async def _ticketing(app: web.Application) -> AsyncIterator[None]:
         miniprogram_secret=settings.miniprogram_secret,
         metrics_notify=lambda outcome: metrics.pay_notifies.labels(outcome).inc(),
         wake_sender=wake,
+        refund_alerts=RefundAlerts(settings.wecom_agent_id, clock, wake),
     )
-    yield
+    try:
+        yield
+    finally:
+        await payments.close()  # the sandbox's refund notifies still on their way
 
 
 def _desk(app: web.Application) -> WorkOrderMessages:
@@ -396,6 +401,7 @@ def _scheduler(demo: bool) -> Cleanup:
             inventory=app[INVENTORY],
             gateway=app[PAYMENTS],
             desk_notify=_desk(app),
+            refund_alert=app[ticket_api.API].refund_alerts,
             feedback_invite=FeedbackMessages(
                 app[SETTINGS].public_url, app[SETTINGS].wecom_agent_id, app[CLOCK],
                 app[SETTINGS].secret_key,

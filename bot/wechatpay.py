@@ -18,7 +18,9 @@ certificate, and the key is picked by the ``Wechatpay-Serial`` header.
 
 ``WeChatPayClient`` talks to the real API; ``SandboxGateway`` is the demo's
 bank: it hands out fake prepay ids and, when the demo "pays", POSTs a
-correctly signed and encrypted notification to the app's own notify URL.
+correctly signed and encrypted notification to the app's own notify URL. Its
+refunds behave like WeChat Pay's too: accepted as ``PROCESSING``, then a
+REFUND.* notify, and answered by a refund query.
 """
 
 from __future__ import annotations
@@ -29,12 +31,15 @@ import json
 import secrets
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 from typing import Any
 from urllib.parse import quote
+
+import asyncio
+import logging
 
 import aiohttp
 from cryptography import x509
@@ -533,6 +538,12 @@ class WeChatPayClient:
             payload["reason"] = reason
         return await self._call("POST", "/v3/refund/domestic/refunds", payload)
 
+    async def query_refund(self, out_refund_no: str) -> JsonDict:
+        """A refund's state: ``status`` PROCESSING, SUCCESS, ABNORMAL or CLOSED."""
+        return await self._call(
+            "GET", f"/v3/refund/domestic/refunds/{quote(out_refund_no, safe='')}", None
+        )
+
     async def query(self, out_trade_no: str) -> JsonDict:
         path = (
             f"/v3/pay/transactions/out-trade-no/{quote(out_trade_no, safe='')}"
@@ -595,6 +606,10 @@ def _api_error(status: int, raw: bytes) -> PayApiError:
 class SandboxGateway:
     """The demo's bank: same calls as ``WeChatPayClient``, and payments that really notify."""
 
+    # Refund notifies go out this long after the request, as WeChat Pay's do: later.
+    REFUND_DELAY = 0.05
+    _REMEMBERED = 10_000  # pay notify addresses kept for the refunds of those payments
+
     def __init__(
         self,
         session: aiohttp.ClientSession,
@@ -603,11 +618,19 @@ class SandboxGateway:
         appid: str,
         mchid: str,
         notify_url: str,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.session = session
         self.keys = keys
+        # The time the sandbox's own notifies carry: the app's clock, which tests move.
+        self.clock = clock
         # The app verifies sandbox notifies with this, exactly as with real ones.
         self.cfg = keys.pay_config(appid=appid, mchid=mchid, notify_url=notify_url)
+        # How the sandbox ends a refund: SUCCESS, or ABNORMAL / CLOSED to try the bad paths.
+        self.refund_outcome = "SUCCESS"
+        self._refunds: dict[str, JsonDict] = {}  # out_refund_no -> the refund as queried
+        self._notify_urls: dict[str, str] = {}  # out_trade_no -> where its pay notify went
+        self._tasks: set[asyncio.Task[None]] = set()
 
     async def create_jsapi(
         self, out_trade_no: str, description: str, amount_fen: int, payer_openid: str
@@ -626,7 +649,8 @@ class SandboxGateway:
         """POST a TRANSACTION.SUCCESS notify to the app; return the app's HTTP status.
 
         ``notify_url`` overrides the configured one, e.g. with the address the pay page
-        was served from (a test server's random port)."""
+        was served from (a test server's random port); the refunds of this payment are
+        notified there too."""
         resource = {
             "mchid": self.cfg.mchid,
             "appid": self.cfg.appid,
@@ -648,28 +672,43 @@ class SandboxGateway:
                 "payer_currency": "CNY",
             },
         }
+        if notify_url:
+            if len(self._notify_urls) >= self._REMEMBERED:
+                self._notify_urls.pop(next(iter(self._notify_urls)))
+            self._notify_urls[out_trade_no] = notify_url
+        return await self._post(resource, now, "TRANSACTION.SUCCESS", notify_url)
+
+    async def _post(
+        self, resource: JsonDict, now: float, event_type: str, notify_url: str | None
+    ) -> int:
         headers, body = build_notify(
-            self.keys.private_key_pem, self.keys.serial, self.keys.apiv3_key, resource, now
+            self.keys.private_key_pem, self.keys.serial, self.keys.apiv3_key, resource, now,
+            event_type=event_type,
         )
-        async with self.session.post(notify_url or self.cfg.notify_url, data=body, headers=headers) as resp:
+        url = notify_url or self.cfg.notify_url
+        async with self.session.post(url, data=body, headers=headers) as resp:
             await resp.read()
             return resp.status
 
     async def refund(
         self, out_trade_no: str, out_refund_no: str, refund_fen: int, total_fen: int, reason: str
     ) -> JsonDict:
-        """A sandbox refund always succeeds at once, in the real API's answer shape."""
-        stamp = _rfc3339(time.time())
-        return {
+        """Accepted at once (PROCESSING, the real API's answer shape); the REFUND.* notify
+        follows, and a query answers the refund's state. The same out_refund_no again is
+        the same refund, as at WeChat Pay."""
+        known = self._refunds.get(out_refund_no)
+        if known is not None:
+            return dict(known)
+        stamp = _rfc3339(self.clock())
+        refund = {
             "refund_id": f"5030{secrets.randbelow(10**25):025d}",
             "out_refund_no": out_refund_no,
             "transaction_id": "",
             "out_trade_no": out_trade_no,
             "channel": "ORIGINAL",
             "user_received_account": "支付用户零钱",
-            "success_time": stamp,
             "create_time": stamp,
-            "status": "SUCCESS",
+            "status": "PROCESSING",
             "funds_account": "AVAILABLE",
             "amount": {
                 "total": total_fen,
@@ -682,3 +721,54 @@ class SandboxGateway:
                 "currency": "CNY",
             },
         }
+        self._refunds[out_refund_no] = refund
+        task = asyncio.ensure_future(self._finish_refund(refund))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return dict(refund)
+
+    async def _finish_refund(self, refund: JsonDict) -> None:
+        await asyncio.sleep(self.REFUND_DELAY)
+        now = self.clock()
+        refund["status"] = self.refund_outcome
+        if self.refund_outcome == "SUCCESS":
+            refund["success_time"] = _rfc3339(now)
+        resource = {
+            "mchid": self.cfg.mchid,
+            "out_trade_no": refund["out_trade_no"],
+            "transaction_id": refund["transaction_id"],
+            "out_refund_no": refund["out_refund_no"],
+            "refund_id": refund["refund_id"],
+            "refund_status": refund["status"],
+            "user_received_account": refund["user_received_account"],
+            "amount": {
+                k: refund["amount"][k] for k in ("total", "refund", "payer_total", "payer_refund")
+            },
+        }
+        if "success_time" in refund:
+            resource["success_time"] = refund["success_time"]
+        url = self._notify_urls.get(refund["out_trade_no"])
+        try:
+            status = await self._post(resource, now, f"REFUND.{refund['status']}", url)
+        except (aiohttp.ClientError, OSError) as exc:
+            # Like a notify WeChat Pay could not deliver: the app's refund query finds it.
+            log.warning("sandbox refund notify not delivered", extra={"error": type(exc).__name__})
+            return
+        if status >= 300:
+            log.warning("sandbox refund notify refused", extra={"status": status})
+
+    async def query_refund(self, out_refund_no: str) -> JsonDict:
+        known = self._refunds.get(out_refund_no)
+        if known is None:
+            raise PayApiError(404, "RESOURCE_NOT_EXISTS", "退款单不存在")
+        return dict(known)
+
+    async def drain(self) -> None:
+        """Wait for the refund notifies on their way (tests, shutdown)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*list(self._tasks), return_exceptions=True)

@@ -138,9 +138,18 @@ class Payment(Model):
 
 
 class RefundState(StrEnum):
-    PENDING = "pending"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
+    """A refund follows WeChat Pay's own states once WeChat Pay has accepted it."""
+
+    PENDING = "pending"  # decided; WeChat Pay has not accepted the request yet
+    PROCESSING = "processing"  # accepted; the money is on its way
+    SUCCEEDED = "succeeded"  # WeChat Pay: SUCCESS
+    ABNORMAL = "abnormal"  # WeChat Pay: ABNORMAL (e.g. the buyer's bank card is closed)
+    CLOSED = "closed"  # WeChat Pay: CLOSED, the money did not go back
+    FAILED = "failed"  # WeChat Pay never accepted the request, however often asked
+
+
+# A person (the duty manager) must finish these by hand.
+REFUND_NEEDS_A_PERSON = (RefundState.ABNORMAL, RefundState.CLOSED, RefundState.FAILED)
 
 
 class Refund(Model):
@@ -156,9 +165,15 @@ class Refund(Model):
     last_error = fields.CharField(max_length=200, null=True)
     created_at = fields.DatetimeField()
     done_at = fields.DatetimeField(null=True)
+    refund_id = fields.CharField(max_length=64, null=True)  # WeChat Pay's own number
+    accepted_at = fields.DatetimeField(null=True)  # when WeChat Pay took the request
+    # When to ask again: resend a pending request, or query a processing refund.
+    next_attempt_at = fields.DatetimeField(null=True)
+    alerted_at = fields.DatetimeField(null=True)  # the duty manager was told
 
     class Meta:
         table = "refund"
+        indexes = (("state", "next_attempt_at"),)
 
 
 class CheckIn(Model):
@@ -173,6 +188,17 @@ class CheckIn(Model):
 
     class Meta:
         table = "check_in"
+
+
+def bank_total(order: Order) -> int:
+    """What WeChat Pay took under this order's number: the total a refund of it quotes.
+
+    The new order of a change was paid only the price difference, if anything, under its
+    own number; the rest of its value was paid under the original order's number.
+    """
+    if order.changed_from_id is not None:  # type: ignore[attr-defined]
+        return order.amount_fen if order.transaction_id else 0
+    return order.paid_fen
 
 
 # No 0/O/1/l/i: a secret a person may have to read aloud at the gate.
@@ -235,4 +261,35 @@ async def move_order(
         to_state=to.value,
         detail=detail,
         using=using,
+    )
+
+
+async def move_refund(
+    refund: Refund,
+    to: RefundState,
+    *,
+    allowed: tuple[RefundState, ...],
+    actor: str,
+    at: datetime,
+    cinema_id: int | None,
+    using: BaseDBAsyncClient | None = None,
+    detail: dict[str, Any] | None = None,
+    **changes: Any,
+) -> None:
+    """The one way a refund changes state, as ``move_order`` is for orders: a guarded
+    UPDATE whose row count is checked, and an audit row. Raises TransitionRefused."""
+    updated = (
+        await Refund.filter(id=refund.id, state__in=[s.value for s in allowed])
+        .using_db(using)
+        .update(state=to, **changes)
+    )
+    if updated != 1:
+        raise TransitionRefused("refund", refund.no, to, tuple(allowed))
+    before = refund.state
+    refund.state = to
+    for name, value in changes.items():
+        setattr(refund, name, value)
+    await audit.record(
+        entity="refund", entity_id=refund.no, action=to.value, actor=actor, at=at,
+        cinema_id=cinema_id, from_state=str(before), to_state=to.value, detail=detail, using=using,
     )

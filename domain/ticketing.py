@@ -31,15 +31,16 @@ from domain.orders import (
     OrderState,
     Payment,
     Refund,
-    RefundState,
     Ticket,
     TicketState,
     TransitionRefused,
+    bank_total,
     move_order,
     new_number,
     new_secret,
 )
 from domain.pricing import Quote, quote
+from domain.refunds import send_refund
 from domain.promotions import best_discount
 from domain.seating import SeatPlan, best_seats, check_choice
 
@@ -642,56 +643,12 @@ async def _refund_payment(
     return PaymentOutcome("refunded", order)
 
 
-async def send_refund(
-    gateway: Gateway, refund: Refund, order: Order, total_fen: int, now: datetime
-) -> bool:
-    """Ask the payment provider to pay back; a failure stays pending for the retry job."""
-    try:
-        answer = await gateway.refund(order.no, refund.no, refund.amount_fen, total_fen, refund.reason)
-    except Exception as exc:  # the provider's outage must not undo the decision to refund
-        await Refund.filter(id=refund.id).update(
-            attempts=refund.attempts + 1, last_error=f"{type(exc).__name__}: {exc}"[:200]
-        )
-        log.warning("refund request failed; will retry", extra={"refund": refund.no})
-        return False
-    status = str(answer.get("status", "")).upper()
-    if status in ("SUCCESS", "PROCESSING"):
-        await Refund.filter(id=refund.id, state=RefundState.PENDING).update(
-            state=RefundState.SUCCEEDED, done_at=now, attempts=refund.attempts + 1
-        )
-        return True
-    await Refund.filter(id=refund.id).update(
-        attempts=refund.attempts + 1, last_error=f"status {status or '?'}"
-    )
-    return False
-
-
-async def retry_refunds(gateway: Gateway, now: datetime, max_attempts: int = 12) -> int:
-    done = 0
-    for refund in await Refund.filter(state=RefundState.PENDING, attempts__lt=max_attempts).limit(100):
-        order = await Order.get(id=refund.order_id)  # type: ignore[attr-defined]
-        if await send_refund(gateway, refund, order, max(_bank_total(order), refund.amount_fen), now):
-            done += 1
-    return done
-
-
-def _bank_total(order: Order) -> int:
-    """What WeChat Pay took under this order's number: the total a refund of it quotes.
-
-    The new order of a change was paid only the price difference, if anything, under its
-    own number; the rest of its value was paid under the original order's number.
-    """
-    if order.changed_from_id is not None:  # type: ignore[attr-defined]
-        return order.amount_fen if order.transaction_id else 0
-    return order.paid_fen
-
-
 async def _refund_sources(order: Order, amount: int) -> list[tuple[Order, int]]:
     """Which order numbers a refund of ``amount`` goes back through, and how much each:
     a bank refunds a payment only under the number that paid it, up to what it took."""
     if order.changed_from_id is None:  # type: ignore[attr-defined]
         return [(order, amount)]
-    own = min(_bank_total(order), amount)
+    own = min(bank_total(order), amount)
     parts: list[tuple[Order, int]] = []
     if amount - own > 0:
         parts.append((await Order.get(id=order.changed_from_id), amount - own))  # type: ignore[attr-defined]
@@ -776,7 +733,7 @@ async def refund_order(
         raise TicketingError("state", "这笔订单已经处理过了。") from None
     await inventory.unsell(showtime.id, order.openid, order.seats)
     for refund, payer in refunds:
-        await send_refund(gateway, refund, payer, _bank_total(payer), now)
+        await send_refund(gateway, refund, payer, bank_total(payer), now)
     return refunds[0][0]
 
 

@@ -90,6 +90,7 @@ class Payments:
             gateway = SandboxGateway(
                 http, sandbox_keys, appid=settings.wechat_appid,
                 mchid=settings.wechatpay_mchid, notify_url=notify_url,
+                clock=lambda: clock.now().timestamp(),
             )
             config = gateway.cfg
             miniprogram = gateway
@@ -139,4 +140,16 @@ class Payments:
         self, out_trade_no: str, out_refund_no: str, refund_fen: int, total_fen: int, reason: str
     ) -> dict[str, Any]:
         return await self.gateway.refund(out_trade_no, out_refund_no, refund_fen, total_fen, reason)
+
+    async def query_refund(self, out_refund_no: str) -> dict[str, Any]:
+        return await self.gateway.query_refund(out_refund_no)
+
+    async def drain(self) -> None:
+        """Wait for the sandbox's refund notifies on their way (tests)."""
+        if isinstance(self.gateway, SandboxGateway):
+            await self.gateway.drain()
+
+    async def close(self) -> None:
+        if isinstance(self.gateway, SandboxGateway):
+            await self.gateway.close()
 

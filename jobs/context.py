@@ -8,7 +8,8 @@ from datetime import datetime
 from typing import Protocol
 
 from domain.feedback import Invite
-from domain.ticketing import Gateway, Inventory
+from domain.refunds import RefundAlert, RefundGateway
+from domain.ticketing import Inventory
 from domain.workorders import Notify
 from jobs.locks import LeaderLocks
 
@@ -22,7 +23,9 @@ class JobContext:
     clock: Clock
     locks: LeaderLocks
     inventory: Inventory | None = None
-    gateway: Gateway | None = None
+    gateway: RefundGateway | None = None
+    # The duty manager hears of refunds that fail or stall; None: they wait, untold.
+    refund_alert: RefundAlert | None = None
     # Cards and messages about SLA warnings and escalations; None: the SLA job records
     # them on the timeline only.
     desk_notify: Notify | None = None

@@ -1,8 +1,10 @@
-"""Every 30 s: unpaid orders whose seat hold ran out expire; failed refunds are retried.
+"""Every 30 s: unpaid orders whose seat hold ran out expire; refunds are chased.
 
 Redis lets an expired hold's seats go by itself; this job moves the orders
 (and their audit trail) to match, so "我的订单" never shows a dead hold as
-waiting for payment, and no refund stays stuck behind a payment-API outage.
+waiting for payment. No refund stays stuck behind a payment-API outage or a
+lost notify: requests are asked again, accepted refunds queried, and the duty
+manager told of any that fail or stall (``domain.refunds``).
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from domain import ticketing
+from domain import refunds, ticketing
 from jobs.context import JobContext
 from jobs.interval import every
 
@@ -26,9 +28,9 @@ async def expire_and_retry(ctx: JobContext) -> tuple[int, int]:
             return 0, 0
         now = ctx.clock.now()
         expired = await ticketing.expire_orders(ctx.inventory, now)
-        refunded = await ticketing.retry_refunds(ctx.gateway, now)
+        refunded = await refunds.chase_refunds(ctx.gateway, now, ctx.refund_alert)
         if expired or refunded:
-            log.info("ticket housekeeping", extra={"expired": expired, "refunds_sent": refunded})
+            log.info("ticket housekeeping", extra={"expired": expired, "refunds_moved": refunded})
         return expired, refunded
 
 

@@ -363,7 +363,8 @@ async def test_a_refund_before_the_cut_off_and_none_after(
     assert status == 200, body
     assert body["order"]["state"] == "refunded"
     assert body["refund"]["amount_fen"] == first["paid_fen"]
-    assert body["refund"]["state"] == "succeeded"
+    # Accepted by the bank; its notify says when the money is back.
+    assert body["refund"]["state"] in ("processing", "succeeded")
     assert all(t["state"] == "refunded" for t in body["order"]["tickets"])
     assert states(await seat_map(api, token, show["id"]))["8-5"] == "free"
 

@@ -31,7 +31,7 @@ import redis.asyncio as aioredis
 import domain
 from bot.seatlocks import SeatInventory, Sold
 from bot.storage import open_database
-from domain import demo, outbox, ticketing
+from domain import demo, outbox, refunds, ticketing
 from domain.audit import AuditLog
 from domain.catalog import Film, Showtime
 from domain.cinemas import Cinema, Hall
@@ -748,15 +748,15 @@ async def test_a_refund_the_bank_cannot_take_now_is_retried_later(world: World) 
     assert pending.state == RefundState.PENDING and pending.attempts == 1 and pending.last_error
     assert (await Order.get(id=order.id)).state == OrderState.REFUNDED  # the decision stands
     assert await world.states(show) == {}
-    assert await ticketing.retry_refunds(world.bank, world.now) == 0  # still down
+    assert await refunds.chase_refunds(world.bank, world.now) == 0  # still down
 
     world.bank.down = False
     world.clock.advance(minutes=1)
-    assert await ticketing.retry_refunds(world.bank, world.now) == 1
+    assert await refunds.chase_refunds(world.bank, world.now) == 1
     done = await Refund.get(id=refund.id)
     assert done.state == RefundState.SUCCEEDED and done.done_at == world.now
     assert world.bank.refunded[order.no] == order.amount_fen
-    assert await ticketing.retry_refunds(world.bank, world.now) == 0
+    assert await refunds.chase_refunds(world.bank, world.now) == 0
 
 
 # --- changes (改签) ---------------------------------------------------------------------------

@@ -18,14 +18,19 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from bot.settings import Settings, SettingsError
-from domain import demo, ticketing
+from bot.wechatpay import SandboxGateway, build_notify
+from domain import demo, refunds, ticketing
+from domain.audit import AuditLog
 from domain.catalog import Film, Showtime
 from domain.cinemas import Cinema, Hall
-from domain.orders import Order, OrderState, Payment, Refund, Ticket
+from domain.orders import Order, OrderState, Payment, Refund, RefundState, Ticket
+from domain.outbox import OutboundMessage
 from domain.ticketing import Buyer, PaymentNotice
 from handlers.api.context import API
+from handlers.refund_alerts import RefundAlerts
 from tests.support import FakeClock, cinebot_command
 from tests.test_ticketing import (  # noqa: F401 (fixtures: the world of the ticketing stories)
+    Bank,
     World,
     assert_no_seat_sold_twice,
     outbox_events,
@@ -235,3 +240,179 @@ async def test_a_buyer_who_presses_the_pay_button_twice_gets_one_set_of_tickets_
     assert sorted(await Payment.filter(order_id=order.id).values_list("outcome", flat=True)) == [
         "issued", "refunded"
     ]
+
+
+# --- 14. refunds follow WeChat Pay, and a person hears of the ones that go wrong ----------------
+
+
+class SlowBank(Bank):
+    """WeChat Pay as it usually answers: a refund is accepted (PROCESSING) and ends later;
+    a query of it says how it stands (``ends``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ends = "PROCESSING"
+        self.queries: list[str] = []
+
+    async def refund(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        answer = await super().refund(*args, **kwargs)
+        return {**answer, "status": "PROCESSING", "refund_id": "50300000000000000000000000001"}
+
+    async def query_refund(self, out_refund_no: str) -> dict[str, Any]:
+        self.queries.append(out_refund_no)
+        return {"out_refund_no": out_refund_no, "status": self.ends}
+
+
+def _alerts(clock: FakeClock) -> RefundAlerts:
+    return RefundAlerts(agent_id=1000002, clock=clock)
+
+
+async def manager_messages(refund: Refund) -> list[tuple[str, str]]:
+    """(recipient, text) of what the duty manager was sent about ``refund``."""
+    rows = await OutboundMessage.filter(
+        channel="wecom", idempotency_key__startswith=f"refund:{refund.no}:"
+    ).order_by("id")
+    return [(r.recipient, r.payload["text"]["content"]) for r in rows]
+
+
+async def refund_trail(refund: Refund) -> list[str]:
+    rows = await AuditLog.filter(entity="refund", entity_id=refund.no).order_by("id")
+    return [r.action for r in rows]
+
+
+async def test_a_refund_wechat_pay_is_still_processing_is_not_called_done_until_it_is(
+    world: World,
+) -> None:
+    bank = world.bank = SlowBank()
+    order = await world.buy(await world.show(), "fan", count=2)
+
+    refund = await world.refund(order)
+
+    accepted = await Refund.get(id=refund.id)
+    assert accepted.state == RefundState.PROCESSING and accepted.done_at is None
+    assert await refunds.chase_refunds(bank, world.now, _alerts(world.clock)) == 0
+    assert bank.queries == []  # the notify normally comes first: no query yet
+    # The notify was lost; a query some minutes later finds the money back.
+    world.clock.advance(minutes=6)
+    bank.ends = "SUCCESS"
+    assert await refunds.chase_refunds(bank, world.now, _alerts(world.clock)) == 1
+    done = await Refund.get(id=refund.id)
+    assert done.state == RefundState.SUCCEEDED and done.done_at == world.now
+    assert bank.queries == [refund.no]
+    assert await refund_trail(refund) == ["processing", "succeeded"]
+    assert await manager_messages(refund) == []
+
+
+async def test_a_refund_still_processing_after_three_days_reaches_the_duty_manager_once(
+    world: World,
+) -> None:
+    bank = world.bank = SlowBank()
+    order = await world.buy(await world.show(), "fan", count=2)
+    refund = await world.refund(order)
+
+    for _ in range(4 * 24):
+        world.clock.advance(hours=1)
+        await refunds.chase_refunds(bank, world.now, _alerts(world.clock))
+
+    assert (await Refund.get(id=refund.id)).state == RefundState.PROCESSING
+    ((manager, text),) = await manager_messages(refund)
+    assert manager == "manager01" and "未到账" in text and refund.no in text
+    assert len(bank.queries) < 30  # asked with a growing pause, not every 30 s
+    bank.ends = "SUCCESS"
+    world.clock.advance(hours=7)
+    assert await refunds.chase_refunds(bank, world.now, _alerts(world.clock)) == 1
+    assert (await Refund.get(id=refund.id)).state == RefundState.SUCCEEDED
+    assert "alert_stalled" in await refund_trail(refund)
+
+
+async def test_a_refund_wechat_pay_never_accepts_fails_and_the_duty_manager_is_told(
+    world: World,
+) -> None:
+    order = await world.buy(await world.show(), "fan", count=2)
+    world.bank.down = True
+    refund = await world.refund(order)
+
+    for _ in range(24):
+        world.clock.advance(hours=1)
+        await refunds.chase_refunds(world.bank, world.now, _alerts(world.clock))
+
+    failed = await Refund.get(id=refund.id)
+    assert failed.state == RefundState.FAILED and failed.attempts == refunds.RETRY_LIMIT
+    assert "ConnectionError" in (failed.last_error or "")
+    ((manager, text),) = await manager_messages(refund)
+    assert manager == "manager01" and "退款发起失败" in text and order.no in text
+    assert await refund_trail(refund) == ["failed"]
+    # Nobody asks WeChat Pay again behind the manager's back.
+    world.bank.down = False
+    world.clock.advance(hours=1)
+    await refunds.chase_refunds(world.bank, world.now, _alerts(world.clock))
+    assert len(world.bank.calls) == refunds.RETRY_LIMIT
+
+
+async def _paid_by_the_pay_page(client: TestClient, clock: FakeClock, openid: str) -> Order:
+    api = client.app[API]
+    cinema = await Cinema.get(code=demo.DEMO_CINEMA_CODE)
+    hall = await Hall.create(cinema=cinema, name="小厅", layout=["SSSS"])
+    starts = clock.now() + timedelta(days=1)
+    show = await Showtime.create(
+        cinema=cinema, hall=hall, film=await Film.first(), starts_at=starts,
+        ends_at=starts + timedelta(minutes=150), format="2D", base_price_fen=4500,
+    )
+    order = await ticketing.hold_seats(api.inventory, show, Buyer(openid), clock.now(), count=2)
+    paid = await client.post(
+        "/pay/" + api.payments.pay_url(order).split("/pay/", 1)[1], allow_redirects=False
+    )
+    assert paid.status == 303
+    return await Order.get(id=order.id)
+
+
+async def test_a_refund_at_the_sandbox_bank_is_processing_until_its_notify_says_success(
+    client: TestClient, clock: FakeClock
+) -> None:
+    api = client.app[API]
+    order = await _paid_by_the_pay_page(client, clock, "oCineBotRefundBuyer00000001")
+
+    refund = await ticketing.refund_order(
+        api.inventory, api.payments, order, by=order.openid, now=clock.now(), notify=api.notify
+    )
+
+    assert (await Refund.get(id=refund.id)).state == RefundState.PROCESSING
+    await api.payments.drain()  # the REFUND.SUCCESS notify reaches /api/pay/notify
+    done = await Refund.get(id=refund.id)
+    assert done.state == RefundState.SUCCEEDED and done.refund_id
+    assert await refund_trail(refund) == ["processing", "succeeded"]
+    answer = await api.payments.query_refund(refund.no)
+    assert answer["status"] == "SUCCESS"
+
+
+async def test_an_abnormal_refund_notify_reaches_the_duty_manager_once(
+    client: TestClient, clock: FakeClock
+) -> None:
+    api = client.app[API]
+    order = await _paid_by_the_pay_page(client, clock, "oCineBotRefundBuyer00000002")
+    sandbox = api.payments.gateway
+    assert isinstance(sandbox, SandboxGateway)
+    sandbox.refund_outcome = "ABNORMAL"  # the buyer's bank card was closed meanwhile
+
+    refund = await ticketing.refund_order(
+        api.inventory, api.payments, order, by=order.openid, now=clock.now(), notify=api.notify
+    )
+    await api.payments.drain()
+    # WeChat Pay sends the notify again (it did not hear our answer).
+    resource = {
+        "mchid": sandbox.cfg.mchid, "out_trade_no": order.no, "out_refund_no": refund.no,
+        "refund_id": "503", "refund_status": "ABNORMAL",
+        "amount": {"total": order.paid_fen, "refund": refund.amount_fen,
+                   "payer_total": order.paid_fen, "payer_refund": refund.amount_fen},
+    }
+    headers, body = build_notify(
+        sandbox.keys.private_key_pem, sandbox.keys.serial, sandbox.keys.apiv3_key, resource,
+        clock.timestamp(), event_type="REFUND.ABNORMAL",
+    )
+    again = await client.post("/api/pay/notify", data=body, headers=headers)
+
+    assert again.status == 204
+    assert (await Refund.get(id=refund.id)).state == RefundState.ABNORMAL
+    ((manager, text),) = await manager_messages(refund)
+    assert manager == "manager01" and "退款异常" in text and order.no in text
+    assert await refund_trail(refund) == ["processing", "abnormal"]

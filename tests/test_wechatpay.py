@@ -423,6 +423,7 @@ class FakePayApi:
         app.router.add_post("/v3/pay/transactions/jsapi", self.jsapi)
         app.router.add_post("/v3/refund/domestic/refunds", self.refund)
         app.router.add_get("/v3/pay/transactions/out-trade-no/{no}", self.query)
+        app.router.add_get("/v3/refund/domestic/refunds/{no}", self.query_refund)
         return app
 
     async def _checked(self, request: web.Request) -> dict[str, Any]:
@@ -474,6 +475,10 @@ class FakePayApi:
     async def query(self, request: web.Request) -> web.Response:
         await self._checked(request)
         return self._answer({"out_trade_no": request.match_info["no"], "trade_state": "NOTPAY"})
+
+    async def query_refund(self, request: web.Request) -> web.Response:
+        await self._checked(request)
+        return self._answer({"out_refund_no": request.match_info["no"], "status": "SUCCESS"})
 
 
 @pytest.fixture
@@ -567,6 +572,8 @@ async def test_client_refund_and_query(pay_api: tuple[FakePayApi, PayConfig], ht
     # The query string is part of what is signed.
     expected = f"/v3/pay/transactions/out-trade-no/T%201%2F2?mchid={MCHID}"
     assert api.requests[-1]["path_qs"] == expected
+    assert (await client.query_refund("R 1"))["status"] == "SUCCESS"
+    assert api.requests[-1]["path_qs"] == "/v3/refund/domestic/refunds/R%201"
 
 
 async def test_client_accepts_unsigned_response(
@@ -620,10 +627,35 @@ async def test_sandbox_pay_posts_a_verifiable_notify(
     assert len(received) == 1
 
 
-async def test_sandbox_refund_succeeds_at_once(keys: SandboxKeys, http: Any) -> None:
-    gateway = SandboxGateway(http, keys, appid=APPID, mchid=MCHID, notify_url="http://unused/")
+async def test_sandbox_refund_is_processing_then_notifies_and_answers_queries(
+    keys: SandboxKeys, http: Any, aiohttp_server: Any
+) -> None:
+    received: list[Any] = []
+    verifier = keys.pay_config(appid=APPID, mchid=MCHID, notify_url="http://unused/")
+
+    async def notify(request: web.Request) -> web.Response:
+        body = await request.read()
+        received.append(notice_from(verify_notify(verifier, request.headers, body, NOW)))
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_post("/api/pay/notify", notify)
+    server = await aiohttp_server(app)
+    url = str(server.make_url("/api/pay/notify"))
+    gateway = SandboxGateway(
+        http, keys, appid=APPID, mchid=MCHID, notify_url=url, clock=lambda: NOW
+    )
+
     result = await gateway.refund("T7", "R7", 1500, 4500, "影片取消")
-    assert result["status"] == "SUCCESS"
+    assert result["status"] == "PROCESSING"
     assert result["refund_id"]
     assert (result["out_trade_no"], result["out_refund_no"]) == ("T7", "R7")
     assert result["amount"]["refund"] == 1500 and result["amount"]["total"] == 4500
+    again = await gateway.refund("T7", "R7", 1500, 4500, "影片取消")  # the same refund
+    assert again["refund_id"] == result["refund_id"]
+    await gateway.drain()
+    assert received == [RefundNotice("T7", "R7", "SUCCESS", 1500)]
+    assert (await gateway.query_refund("R7"))["status"] == "SUCCESS"
+    with pytest.raises(PayApiError) as unknown:
+        await gateway.query_refund("R8")
+    assert unknown.value.code == "RESOURCE_NOT_EXISTS"

@@ -9,6 +9,7 @@ from aiohttp import web
 
 from bot.clock import Clock
 from bot.wxapi import WeChatApi
+from domain.refunds import RefundAlert
 from domain.ticketing import Inventory
 from handlers.payments import Payments
 from handlers.ticket_messages import TicketMessages
@@ -28,6 +29,8 @@ class ApiContext:
     # Hooks into the app: count notify outcomes, wake the outbox sender after a change.
     metrics_notify: Callable[[str], None] = field(default=lambda outcome: None)
     wake_sender: Callable[[], None] = field(default=lambda: None)
+    # The duty manager hears of a refund WeChat Pay reports abnormal or closed.
+    refund_alerts: RefundAlert | None = None
 
 
 API = web.AppKey("ticket_api", ApiContext)

@@ -1,4 +1,5 @@
-"""``POST /api/pay/notify``: WeChat Pay (or the sandbox bank) says an order was paid.
+"""``POST /api/pay/notify``: WeChat Pay (or the sandbox bank) says an order was paid, or
+how a refund ended.
 
 Verified (signature, time window, decryption) before anything is read; then
 handed to ``domain.ticketing.record_payment``, which is idempotent. The HTTP
@@ -13,8 +14,8 @@ import logging
 from aiohttp import web
 
 from bot.wechatpay import NotifyRejected, RefundNotice
-from domain import ticketing
-from handlers.api.context import API
+from domain import refunds, ticketing
+from handlers.api.context import API, ApiContext
 
 log = logging.getLogger(__name__)
 MAX_NOTIFY_BYTES = 64 * 1024
@@ -38,8 +39,7 @@ async def pay_notify(request: web.Request) -> web.Response:
         ctx.metrics_notify("rejected")
         return _fail(401, exc.reason)
     if isinstance(notice, RefundNotice):
-        log.info("refund notify", extra={"refund": notice.out_refund_no, "status": notice.refund_status})
-        return web.Response(status=204)
+        return await _refund_notify(ctx, notice)
     if notice.trade_state != "SUCCESS":
         return web.Response(status=204)  # nothing to do for NOTPAY/CLOSED notifies
     try:
@@ -65,5 +65,28 @@ async def pay_notify(request: web.Request) -> web.Response:
     ctx.metrics_notify(outcome.outcome)
     if outcome.outcome == "processing":
         return _fail(503, "being processed; retry later")
+    ctx.wake_sender()
+    return web.Response(status=204)
+
+
+async def _refund_notify(ctx: ApiContext, notice: RefundNotice) -> web.Response:
+    """REFUND.SUCCESS / ABNORMAL / CLOSED: the refund's state follows, and the duty manager
+    hears of one that needs a person."""
+    try:
+        await refunds.record_result(
+            notice.out_refund_no, notice.refund_status, notice.refund_fen, ctx.clock.now(),
+            ctx.refund_alerts,
+        )
+    except refunds.RefundRefused as exc:
+        extra = {"reason": exc.reason, "refund": notice.out_refund_no, "order": notice.out_trade_no}
+        if exc.reason == "unknown_refund":
+            # Made outside cinebot (the merchant platform): nothing of ours to update, and a
+            # 4xx would only have WeChat Pay send it again for a day.
+            log.warning("refund notify for an unknown refund", extra=extra)
+            return web.Response(status=204)
+        log.error("refund notify refused", extra=extra)
+        ctx.metrics_notify("refused")
+        return _fail(400, exc.reason)
+    ctx.metrics_notify(f"refund_{notice.refund_status.lower()}")
     ctx.wake_sender()
     return web.Response(status=204)
