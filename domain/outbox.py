@@ -195,6 +195,33 @@ def _expired_reason(created_at: datetime, expires_at: datetime, why: str) -> str
     return f"expired: not delivered within its {_span(expires_at - created_at)} lifetime ({why})"
 
 
+def _give_up(
+    row: dict[str, Any], now: datetime, max_attempts: int, max_lapses: int
+) -> dict[str, Any] | None:
+    """The changes that give up a due row no longer worth sending (past its deadline, too
+    many lapsed claims or attempts), the reason in ``last_error``; None to send it."""
+    lapses = row["lapses"] + (row["claimed_by"] is not None)
+    last = row["last_error"] or "no answer recorded"
+    if row["expires_at"] is not None and row["expires_at"] <= now:
+        status = OutboundStatus.EXPIRED
+        reason = _expired_reason(row["created_at"], row["expires_at"], f"last error: {last}")
+    elif lapses >= max_lapses:
+        status = OutboundStatus.DEAD
+        reason = (
+            f"gave up: {lapses} claims lapsed without an outcome (a worker died or hung "
+            f"mid-send; it may have been delivered); last error: {last}"
+        )
+    elif row["attempts"] >= max_attempts:
+        status = OutboundStatus.DEAD
+        reason = f"gave up after {row['attempts']} attempts; last error: {last}"
+    else:
+        return None
+    return {
+        "status": status, "last_error": reason[:2000], "lapses": lapses,
+        "claimed_by": None, "claimed_until": None,
+    }
+
+
 async def claim_due(
     worker: str,
     now: datetime,
@@ -216,50 +243,40 @@ async def claim_due(
     now = now.astimezone(UTC)
     lease_free = Q(claimed_until__isnull=True) | Q(claimed_until__lt=now)
     claimable = Q(status=OutboundStatus.PENDING, next_attempt_at__lte=now) & lease_free
-    candidates = (
-        await OutboundMessage.filter(claimable)
-        .order_by("next_attempt_at", "id")
-        .limit(limit)
-        .values(*_CANDIDATE_FIELDS)
-    )
     claimed: list[int] = []
-    for row in candidates:
-        # Re-checking the whole condition in the UPDATE makes the claim atomic: of
-        # two workers racing for a row, the second finds the lease already taken —
-        # or the row already sent, or already put back for a later retry (so a
-        # stale candidate list never sends a retry before its backoff is over).
-        # The attempt count doubles as the row's version.
-        guard = OutboundMessage.filter(claimable, id=row["id"], attempts=row["attempts"])
-        # A claim still on the row has lapsed: its worker never reported an outcome.
-        lapses = row["lapses"] + (row["claimed_by"] is not None)
-        last = row["last_error"] or "no answer recorded"
-        settle: dict[str, Any] | None = None
-        if row["expires_at"] is not None and row["expires_at"] <= now:
-            reason = _expired_reason(row["created_at"], row["expires_at"], f"last error: {last}")
-            settle = {"status": OutboundStatus.EXPIRED, "last_error": reason}
-        elif lapses >= max_lapses:
-            settle = {
-                "status": OutboundStatus.DEAD,
-                "last_error": f"gave up: {lapses} claims lapsed without an outcome (a worker "
-                f"died or hung mid-send; it may have been delivered); last error: {last}",
-            }
-        elif row["attempts"] >= max_attempts:
-            settle = {
-                "status": OutboundStatus.DEAD,
-                "last_error": f"gave up after {row['attempts']} attempts; last error: {last}",
-            }
-        if settle is not None:
-            settle["last_error"] = settle["last_error"][:2000]
-            await guard.update(claimed_by=None, claimed_until=None, lapses=lapses, **settle)
-            continue
-        won = await guard.update(
-            claimed_by=worker,
-            claimed_until=now + lease,
-            attempts=row["attempts"] + 1,
-            lapses=lapses,
+    while len(claimed) < limit:
+        wanted = limit - len(claimed)
+        candidates = (
+            await OutboundMessage.filter(claimable)
+            .order_by("next_attempt_at", "id")
+            .limit(wanted)
+            .values(*_CANDIDATE_FIELDS)
         )
-        if won:
-            claimed.append(row["id"])
+        given_up = 0
+        for row in candidates:
+            # Re-checking the whole condition in the UPDATE makes the claim atomic: of
+            # two workers racing for a row, the second finds the lease already taken —
+            # or the row already sent, or already put back for a later retry (so a
+            # stale candidate list never sends a retry before its backoff is over).
+            # The attempt count doubles as the row's version.
+            guard = OutboundMessage.filter(claimable, id=row["id"], attempts=row["attempts"])
+            changes = _give_up(row, now, max_attempts, max_lapses)
+            if changes is not None:
+                given_up += await guard.update(**changes)
+                continue
+            won = await guard.update(
+                claimed_by=worker,
+                claimed_until=now + lease,
+                attempts=row["attempts"] + 1,
+                # A claim still on the row has lapsed: its worker never reported.
+                lapses=row["lapses"] + (row["claimed_by"] is not None),
+            )
+            if won:
+                claimed.append(row["id"])
+        # Rows given up made room: look again, so a heap of expired rows (after an
+        # outage) cannot hide the deliverable ones behind it for several sweeps.
+        if not given_up or len(candidates) < wanted:
+            break
     if not claimed:
         return []
     return await OutboundMessage.filter(id__in=claimed, claimed_by=worker).order_by("id")

@@ -208,7 +208,7 @@ def assert_each_delivered_once(expected: dict[str, str], records: list[dict[str,
 # --- 1. flaky platform -------------------------------------------------------------------------
 
 
-async def test_500_messages_through_a_flaky_api_each_arrive_exactly_once(
+async def test_500_messages_through_a_flaky_api_each_arrive_once(
     db: None, standin: Standin, transport: ApiTransport
 ) -> None:
     # 30 % of calls fail (half HTTP 502, half errcode -1); 5 % of tokens "expire" mid-way.

@@ -390,6 +390,27 @@ async def test_a_message_past_its_lifetime_is_expired_with_a_reason_not_sent(
     assert late.expires_at == clock.now() + timedelta(minutes=15)
 
 
+async def test_a_heap_of_expired_replies_does_not_hold_up_a_deliverable_message(
+    db: None, standin: Standin, transport: ApiTransport
+) -> None:
+    # After a long outage, more expired rows are due than a sweep takes (50): they are
+    # given up and the sweep goes on to the ticket instead of coming back a poll later.
+    clock = FakeClock()
+    for i in range(60):
+        await record(
+            "wechat", f"oUserHeap{i:019d}", text("请稍候"), f"late-reply:wechat:m:{i}", clock
+        )
+    clock.advance(minutes=20)
+    ticket = await record(
+        "wechat", "oUserHeapTicket00000000000001", text("🎟️ 出票成功"), "order:heap:issued", clock
+    )
+
+    assert await OutboxSender(outbox, transport, clock, worker="solo").run_once() == 1
+
+    assert (await fresh(ticket)).status is OutboundStatus.SENT
+    assert await OutboundMessage.filter(status=OutboundStatus.EXPIRED).count() == 60
+
+
 def test_each_purpose_has_a_lifetime_fit_for_it() -> None:
     assert outbox.lifetime_for("late-reply:wechat:m:oX:1") == timedelta(minutes=15)
     assert outbox.lifetime_for("fb:invite:oX:2026-11-21") == timedelta(hours=3)
