@@ -26,7 +26,7 @@ from bot.channels import Inbound
 from bot.channels.wechat import WeChatCodec
 from bot.channels.wecom import WeComCodec
 from bot.clock import Clock, SystemClock
-from bot.dedup import Deduplicator
+from bot.dedup import Deduplicator, ProcessLease
 from bot.dialog import DialogStore
 from bot.metrics import CONTENT_TYPE_LATEST, Metrics
 from bot.nlu.catalog import FilmEntry
@@ -38,7 +38,8 @@ from bot.router import Dispatcher, Understander
 from bot.seatlocks import SeatInventory, Sold
 from bot.sender import ApiTransport, OutboxSender, SenderPolicy
 from bot.settings import Settings
-from bot.storage import open_database, open_redis
+from bot.outage import STORE_DOWN, OutageLog
+from bot.storage import EmbeddedRedis, open_database, open_redis
 from bot.wxapi import WeChatApi, WeComApi
 from domain import demo as demo_data
 from domain import outbox, telemetry_minutes, ticketing
@@ -83,6 +84,8 @@ PAYMENTS = web.AppKey("payments", Payments)
 DESK = web.AppKey("desk", WorkOrderMessages)
 TELEMETRY = web.AppKey("telemetry", telemetry_ingest.TelemetryIngest)
 HANDOFFS = web.AppKey("handoffs", HandoffQueue)
+LEASE = web.AppKey("process_lease", ProcessLease)
+EMBEDDED_REDIS = web.AppKey("embedded_redis", EmbeddedRedis)
 TELEMETRY_STREAM = web.AppKey("telemetry_stream", telemetry_stream.StreamConsumer)
 TELEMETRY_MINUTES = web.AppKey("telemetry_minutes", MinuteFlusher)
 
@@ -147,12 +150,23 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
 
 async def _redis(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    async with open_redis(settings.redis_url, settings.embedded_redis_path) as client:
+
+    def keep(embedded: EmbeddedRedis) -> None:
+        app[EMBEDDED_REDIS] = embedded
+
+    async with open_redis(
+        settings.redis_url, settings.embedded_redis_path, on_embedded=keep, supervise=True
+    ) as client:
         app[REDIS] = client
         app[REDIS_BATCH] = batcher = CommandBatcher(client)
+        app[LEASE] = lease = ProcessLease(client)
+        await lease.beat()
+        heartbeat = asyncio.create_task(lease.run(), name="process-lease")
         try:
             yield
         finally:
+            heartbeat.cancel()
+            await asyncio.gather(heartbeat, return_exceptions=True)
             await batcher.aclose()
 
 
@@ -256,7 +270,7 @@ def _pipeline(understand: Understander | None, late_reply: LateReplySink | None)
             desk=dispatcher.deps.get("desk"),
             messages=FeedbackMessages(settings.public_url, settings.wecom_agent_id, clock, settings.secret_key),
         )
-        dedup = Deduplicator(app[REDIS], ttl=settings.dedup_ttl, batcher=batcher)
+        dedup = Deduplicator(app[REDIS], ttl=settings.dedup_ttl, batcher=batcher, owner=app[LEASE])
         sink = late_reply or _waking(app, LateReplies(clock, settings.wecom_agent_id))
         common = {
             "dispatcher": dispatcher,
@@ -290,13 +304,15 @@ def _pipeline(understand: Understander | None, late_reply: LateReplySink | None)
         if settings.uses_demo_credentials:
             log.warning("running with the built-in demo credentials; set CINEBOT_* for production")
         drainer = asyncio.create_task(handoffs.run(), name="handoff-drainer")
+        recovery = asyncio.create_task(_recover_journal(app), name="inbound-journal")
         app[HANDOFFS] = handoffs
         try:
             yield
         finally:
+            recovery.cancel()
             # After in-flight handlers (``_background_tasks`` is cleaned up first): one last drain.
             handoffs.stop()
-            await asyncio.gather(drainer, return_exceptions=True)
+            await asyncio.gather(drainer, recovery, return_exceptions=True)
 
     return ctx
 
@@ -419,6 +435,20 @@ def _scheduler(demo: bool) -> Cleanup:
     return ctx
 
 
+async def _recover_journal(app: web.Application, every: float = 1.0) -> None:
+    """Re-run messages answered by a process that died before handling them (bot.dedup)."""
+    outage = OutageLog(log, "inbound journal: redis unavailable")
+    while True:
+        await asyncio.sleep(every)
+        for key in (WECHAT, WECOM):
+            try:
+                await app[key].recover()
+            except STORE_DOWN as exc:
+                outage.report(exc)
+            except Exception:
+                log.exception("inbound journal recovery failed")
+
+
 async def _background_tasks(app: web.Application) -> AsyncIterator[None]:
     yield
     await app[ACTORS].drain()
@@ -466,6 +496,9 @@ async def healthz(request: web.Request) -> web.Response:
         checks["redis"] = "ok"
     except Exception as exc:
         checks["redis"] = f"error: {type(exc).__name__}"
+        embedded = request.app.get(EMBEDDED_REDIS)
+        if embedded is not None and embedded.state != "running":
+            checks["redis"] += f" ({embedded.state})"
     healthy = all(v == "ok" for v in checks.values())
     return web.json_response(
         {"status": "ok" if healthy else "degraded", **checks}, status=200 if healthy else 503
@@ -475,6 +508,9 @@ async def healthz(request: web.Request) -> web.Response:
 async def metrics_view(request: web.Request) -> web.Response:
     body = request.app[METRICS].render()
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+_API_OUTAGE = OutageLog(log, "http: redis unavailable")
 
 
 @web.middleware
@@ -493,5 +529,13 @@ async def _metrics_middleware(
     except web.HTTPException as exc:
         status = exc.status
         raise
+    except STORE_DOWN as exc:
+        # Redis is down or restarting: say so (and once per interval in the log), the
+        # caller may retry; a traceback per request helps nobody.
+        status = 503
+        _API_OUTAGE.report(exc)
+        return web.json_response(
+            {"error": "service_unavailable", "message": "服务暂时不可用，请稍后再试"}, status=503
+        )
     finally:
         metrics.http.observe(name, str(status), time.perf_counter() - started)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
+from dataclasses import fields
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
@@ -22,6 +23,7 @@ from bot.channels.inbound import Channel
 from bot.clock import Clock
 from bot.dedup import ClaimState, Deduplicator
 from bot.logs import short_openid
+from bot.outage import STORE_DOWN, OutageLog
 from bot.metrics import Metrics
 from bot.replies import Reply
 from bot.router import Dispatcher
@@ -87,6 +89,7 @@ class CallbackEndpoint:
         self.tasks = tasks
         self.budget = budget
         self.deadlines = _Deadlines(budget)
+        self.outage = OutageLog(log, f"{self.channel} callbacks: redis unavailable")
         self.max_body = max_body
         # WeChat wants the literal `success`; WeCom takes an empty 200.
         self.ack = "success" if codec.channel is Channel.WECHAT else ""
@@ -123,7 +126,15 @@ class CallbackEndpoint:
             return self._reject(exc, request)
         self.metrics.child(self.metrics.callbacks, self.channel, _kind_label(inbound)).inc()
         nonce = request.query.get("nonce", "")
+        try:
+            return await self._answer(inbound, encrypted, nonce)
+        except STORE_DOWN as exc:
+            # Redis is unreachable: nothing was recorded, so WeChat must try again later.
+            # One log line per interval, not a traceback per callback.
+            self.outage.report(exc)
+            return web.Response(status=503, text="store_unavailable")
 
+    async def _answer(self, inbound: Inbound, encrypted: bool, nonce: str) -> web.Response:
         key = inbound.dedup_key
         # Read the sender's dialog state in the same Redis batch as the claim: one round
         # trip for both (a retry simply does not use it).
@@ -135,10 +146,23 @@ class CallbackEndpoint:
             raise
         if claim.state is not ClaimState.NEW:
             self.dispatcher.unused(prefetched)
+            prefetched = None
         if claim.state is ClaimState.PENDING:
-            # A retry while the first delivery is still running: give it the
-            # first one's answer if it comes within our budget.
+            # A retry while the first delivery is still running: give it the first one's
+            # answer if it comes within our budget (or take over if its owner dies).
             claim = await self.dedup.wait(key, self.budget)
+        if claim.taken_over:
+            self.metrics.deferred.labels(self.channel).inc()
+            log.warning(
+                "callback taken over from a dead process",
+                extra={"channel": self.channel, "owner": claim.owner},
+            )
+        if claim.state is ClaimState.PENDING:
+            # Its owner lives but has not answered, nor recorded the message as deferred:
+            # not ours to promise. WeChat retries what does not get a 200.
+            log.warning("retry found its message still in hand; asking for another retry",
+                        extra={"channel": self.channel, "owner": claim.owner})
+            return web.Response(status=503, text="in_progress")
         if claim.state is not ClaimState.NEW:
             self.metrics.dedup_hits.labels(self.channel).inc()
             log.info(
@@ -154,20 +178,33 @@ class CallbackEndpoint:
         self.deadlines.watch(answer)
         # Not in ``tasks`` unless it overruns: until then this request holds it, and the
         # server's graceful shutdown waits for requests in flight.
-        task = loop.create_task(self._handle(inbound, prefetched, answer))
+        # Settled once the overrun branch below has (or has failed to) put the message on
+        # record; a late handler settles the record only after that.
+        recorded: asyncio.Future[bool] = loop.create_future()
+        task = loop.create_task(self._handle(inbound, prefetched, answer, recorded))
         try:
             reply = await answer
         except asyncio.CancelledError:
+            recorded.set_result(False)
             self._track(task)  # this request is gone; the handler still finishes
             raise
         except Exception:
+            recorded.set_result(False)
             # Nothing was answered: drop the claim so WeChat's retry is handled afresh
             # instead of waiting on a lease nobody will finish. (aiohttp logs it and answers 500.)
             await self.dedup.release(key)
             raise
         if reply is OVERRAN:
             self._track(task)
-            await self.dedup.defer(key)
+            # On record before the 200: if this process dies now, another one finds the
+            # message in the journal and runs it (the handler reports to the journal
+            # when it ends, see ``_handle``).
+            try:
+                await self.dedup.defer(key, inbound_to_record(inbound))
+            except BaseException:
+                recorded.set_result(False)
+                raise
+            recorded.set_result(True)
             self.metrics.deferred.labels(self.channel).inc()
             log.warning(
                 "handler overran its budget; replying asynchronously",
@@ -181,6 +218,40 @@ class CallbackEndpoint:
         if not xml:
             return web.Response(text=self.ack)
         return self._xml(xml, encrypted, nonce)
+
+    async def recover(self, limit: int = 100) -> int:
+        """Run journalled messages of this channel whose owner died after answering
+        WeChat (see ``bot.dedup``); their replies go out through the late-reply sink.
+        Returns how many were adopted."""
+        adopted = 0
+        for key, record in await self.dedup.orphans(f"{self.channel}:", limit):
+            if not await self.dedup.adopt(key):
+                continue
+            adopted += 1
+            try:
+                inbound = inbound_from_record(record)
+            except (KeyError, TypeError, ValueError):
+                log.error("unreadable journalled message dropped", extra={"dedup": key})
+                await self.dedup.settle(key)
+                continue
+            log.warning(
+                "re-running a message whose process died after answering",
+                extra={"channel": self.channel, "user": short_openid(inbound.user_id)},
+            )
+            await self._run_late(inbound)
+        return adopted
+
+    async def _run_late(self, inbound: Inbound) -> None:
+        """Handle a message nobody waits for, reply through the sink, settle its claim."""
+        try:
+            reply = await self.dispatcher.feed(inbound)
+            if reply is not None and not reply.is_empty:
+                await self.late_reply(inbound, reply)
+        except STORE_DOWN:
+            raise  # not settled: the journal keeps it for the next round
+        except Exception:
+            log.exception("recovered message failed; it is dropped from the journal")
+        await self.dedup.settle(inbound.dedup_key)
 
     def _track(self, work: asyncio.Future[Any]) -> None:
         """Keep work that outlives its request in ``tasks`` (shutdown waits for it) and
@@ -197,10 +268,12 @@ class CallbackEndpoint:
         inbound: Inbound,
         prefetched: asyncio.Future[bytes | None] | None,
         answer: asyncio.Future[Reply | None],
+        recorded: asyncio.Future[bool],
     ) -> None:
         """Run the dispatcher and hand its reply to the waiting request — straight from
         this task, without a done-callback hop. A reply that comes after the budget ran
-        out (``answer`` already settled) goes out through the late-reply sink instead."""
+        out (``answer`` already settled) goes out through the late-reply sink instead,
+        and the message's journal entry is settled."""
         try:
             try:
                 reply = await self.dispatcher.feed(inbound, prefetched)
@@ -213,17 +286,32 @@ class CallbackEndpoint:
                     exc_info=exc,
                     extra={"channel": self.channel, "user": short_openid(inbound.user_id)},
                 )
+                await self._settle_late(inbound, recorded)
                 return
             if not answer.done():
                 answer.set_result(reply)
-            elif reply is not None and not reply.is_empty:
+                return
+            if reply is not None and not reply.is_empty:
                 try:
                     await self.late_reply(inbound, reply)
                 except Exception:
                     log.exception("background callback work failed")
+                    return  # left in the journal: a live process re-runs it
+            await self._settle_late(inbound, recorded)
         finally:
             if not answer.done():  # cancelled (shutdown): the request must not wait forever
                 answer.cancel()
+
+    async def _settle_late(self, inbound: Inbound, recorded: asyncio.Future[bool]) -> None:
+        # The overrun branch of ``_answer`` puts the message on record while this task
+        # runs on: settle after that, or the record would outlive its handling.
+        if not await recorded:
+            return  # never recorded (WeChat was not told success): nothing to settle
+        try:
+            await self.dedup.settle(inbound.dedup_key)
+        except STORE_DOWN as exc:
+            # The journal keeps it; a live process re-runs it once its claim lapses.
+            self.outage.report(exc)
 
     def _xml(self, xml: str, encrypted: bool, nonce: str) -> web.Response:
         body = self.codec.encode(xml, encrypted, nonce, int(self.clock.timestamp()))
@@ -287,3 +375,18 @@ def _kind_label(inbound: Inbound) -> str:
     if inbound.kind != "event":
         return inbound.kind
     return inbound.event if inbound.event in _KNOWN_EVENTS else "other_event"
+
+
+# The fields of a journalled message: everything but ``raw`` (the parsed XML, which no
+# handler reads). Plain JSON, so any process (any version that knows these) can run it.
+_RECORD_FIELDS = tuple(f.name for f in fields(Inbound) if f.name != "raw")
+
+
+def inbound_to_record(inbound: Inbound) -> dict[str, Any]:
+    return {name: getattr(inbound, name) for name in _RECORD_FIELDS}
+
+
+def inbound_from_record(record: Mapping[str, Any]) -> Inbound:
+    values = {name: record[name] for name in _RECORD_FIELDS if name in record}
+    values["channel"] = Channel(values["channel"])
+    return Inbound(**values)

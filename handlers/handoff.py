@@ -23,6 +23,7 @@ from typing import Any
 
 from bot.clock import Clock
 from bot.logs import mask_phone, short_openid
+from bot.outage import STORE_DOWN, OutageLog
 from bot.redisbatch import CommandBatcher
 from domain.outbox import Outgoing, insert_many
 from domain.people import member_phones
@@ -87,6 +88,7 @@ class HandoffQueue:
         poll_s: float = 1.0,
         gather_s: float = 0.05,
     ) -> None:
+        self._outage = OutageLog(log, "hand-off delivery: redis unavailable, retrying")
         self.batcher = batcher
         self.clock = clock
         self.reference = reference
@@ -184,6 +186,9 @@ class HandoffQueue:
                     await self.requeue_stale()
                 while await self.drain_once():
                     pass
+            except STORE_DOWN as exc:
+                self._outage.report(exc)
+                await asyncio.sleep(self.poll_s)
             except Exception:
                 log.exception("hand-off delivery failed; retrying")
                 await asyncio.sleep(self.poll_s)
