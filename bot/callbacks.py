@@ -152,7 +152,6 @@ class CallbackEndpoint:
             # answer if it comes within our budget (or take over if its owner dies).
             claim = await self.dedup.wait(key, self.budget)
         if claim.taken_over:
-            self.metrics.deferred.labels(self.channel).inc()
             log.warning(
                 "callback taken over from a dead process",
                 extra={"channel": self.channel, "owner": claim.owner},
