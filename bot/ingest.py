@@ -38,6 +38,7 @@ import redis.asyncio as aioredis
 from aiohttp import web
 
 from bot.clock import Clock
+from bot.strict import parse_ascii_int
 from domain import devices, projectors
 from domain import alerts as alert_records
 from domain.alerts import SPARK_METRIC, Fired, sparkline
@@ -204,10 +205,9 @@ class TelemetryIngest:
         timestamp is within the tolerance of ``now``; :class:`Refused` (401) otherwise."""
         if not (box_id and stamp and signature):
             raise Refused(401, "unsigned", f"needs {BOX_HEADER}, {TIMESTAMP_HEADER}, {SIGNATURE_HEADER}")
-        try:
-            sent = int(stamp)
-        except ValueError:
-            raise Refused(401, "bad_timestamp", "timestamp must be unix seconds") from None
+        sent = parse_ascii_int(stamp)
+        if sent is None:
+            raise Refused(401, "bad_timestamp", "timestamp must be unix seconds")
         if abs(now - sent) > self.tolerance_s:
             raise Refused(401, "stale", f"timestamp outside ±{self.tolerance_s} s")
         box = await self._box(box_id[:64])

@@ -48,6 +48,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from bot.strict import parse_ascii_int
+
 JsonDict = dict[str, Any]
 
 SIGNATURE_TYPE = "WECHATPAY2-SHA256-RSA2048"
@@ -212,10 +214,12 @@ def verify_signed(
     signature_type = h.get(_HEADER_SIGNATURE_TYPE, SIGNATURE_TYPE)
     if signature_type != SIGNATURE_TYPE:
         raise NotifyRejected("bad_signature", f"unsupported type {signature_type!r}")
-    if not ts_text.isdigit():
+    # ASCII digits only: isdigit() passes "²", which int() refuses (a 500, not a 401).
+    sent = parse_ascii_int(ts_text)
+    if sent is None:
         raise NotifyRejected("missing_header", "Wechatpay-Timestamp is not an integer")
     # Cheap replay check before the RSA work.
-    if abs(now - int(ts_text)) > tolerance:
+    if abs(now - sent) > tolerance:
         raise NotifyRejected("stale_timestamp", f"{ts_text} vs now {int(now)}")
     key = cfg.platform_key(serial)
     if key is None:

@@ -26,6 +26,7 @@ from bot.channels import Channel, Inbound
 from bot.clock import Clock
 from bot.replies import Button, Reply
 from bot.router import Actor, Router
+from bot.strict import parse_ascii_int
 from bot.wxapi import CARD_MAX_ROWS, button_card
 from domain import alerts
 from domain.cinemas import Cinema
@@ -198,9 +199,10 @@ async def _devices(order: WorkOrder) -> list[str]:
 async def alert_clicked(
     actor: Actor, msg: Inbound, button_args: list[str], clock: Clock, desk: WorkOrderMessages,
 ) -> Reply:
-    if len(button_args) < 2 or not button_args[1].isdigit() or button_args[0] not in BUTTONS:
+    order_id = parse_ascii_int(button_args[1]) if len(button_args) >= 2 else None
+    if order_id is None or button_args[0] not in BUTTONS:
         return Reply.say("这张卡片已失效，请回复「我的任务」查看最新工单。")
-    action, order = button_args[0], await WorkOrder.get_or_none(id=int(button_args[1]))
+    action, order = button_args[0], await WorkOrder.get_or_none(id=order_id)
     if order is None or order.cinema_id != actor.cinema_id:
         log.warning("an alert card click for an unknown order or another cinema",
                     extra={"by": actor.user_id, "order": button_args[1]})
@@ -267,7 +269,8 @@ def silence_duration(n: str, unit: str) -> timedelta | None:
     if value is None or value <= 0:
         return None
     minutes = value if unit.lower() in ("分钟", "min") else value * 60
-    return min(timedelta(minutes=minutes), MAX_SILENCE)
+    # Capped before timedelta sees it: "维护中 99999999999小时" would overflow it.
+    return timedelta(minutes=min(minutes, MAX_SILENCE / timedelta(minutes=1)))
 
 
 def _silence_command(update: Any) -> dict[str, Any] | None:

@@ -20,6 +20,7 @@ from bot.channels import Channel, Inbound
 from bot.clock import SHANGHAI, Clock
 from bot.replies import Reply
 from bot.router import Actor, Router, Update
+from bot.strict import is_ascii_digits
 from domain.people import StaffRole
 from domain.projectors import (
     NO_DATA,
@@ -76,11 +77,15 @@ def _is_status(u: Update) -> bool:
 
 
 def _number(cn: str) -> str:
-    """「三」→ 3, 「十二」→ 12, 「二十」→ 20 (halls are numbered below 100)."""
-    if "十" not in cn:
+    """「三」→ 3, 「十二」→ 12, 「二十」→ 20 (halls are numbered below 100). Anything else
+    the pattern lets through (「十十」) stays as written, and so names no hall."""
+    tens, ten, ones = cn.partition("十")
+    if not ten:
         return cn.translate(_DIGITS)
-    tens, _, ones = cn.partition("十")
-    return str(int(tens.translate(_DIGITS) or 1) * 10 + int(ones.translate(_DIGITS) or 0))
+    tens, ones = tens.translate(_DIGITS) or "1", ones.translate(_DIGITS) or "0"
+    if not (is_ascii_digits(tens, max_digits=1) and is_ascii_digits(ones, max_digits=1)):
+        return cn
+    return str(int(tens) * 10 + int(ones))
 
 
 def _hall_word(found: re.Match[str]) -> str | None:

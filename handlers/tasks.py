@@ -22,6 +22,7 @@ from bot.clock import Clock
 from bot.dialog import Ask, Dialog, Form
 from bot.replies import Button, Reply
 from bot.router import Actor, Router, Update
+from bot.strict import parse_ascii_int
 from domain import alerts
 from domain.people import Staff
 from domain.workorders import (
@@ -138,9 +139,10 @@ async def card_clicked(
     actor: Actor, msg: Inbound, button_args: list[str], clock: Clock, desk: WorkOrderMessages,
     dialog: Dialog,
 ) -> Reply:
-    if len(button_args) < 2 or not button_args[1].isdigit():
+    order_id = parse_ascii_int(button_args[1]) if len(button_args) >= 2 else None
+    if order_id is None:
         return Reply.say("这张卡片已失效，请回复「我的任务」查看最新工单。")
-    action, order_id = button_args[0], int(button_args[1])
+    action = button_args[0]
     order = await WorkOrder.get_or_none(id=order_id)
     if order is None:
         return Reply.say("这张卡片已失效：没有找到这张工单。请回复「我的任务」查看最新工单。")

@@ -9,6 +9,7 @@ prose: two shows at 19:00, a missing film, a missing count.
 from __future__ import annotations
 
 import re
+import unicodedata
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
@@ -16,6 +17,7 @@ from bot.clock import SHANGHAI, Clock, local
 from bot.dialog import Ask, Dialog, Form, Invalid
 from bot.replies import Button, Reply
 from bot.router import Actor, Router, Update
+from bot.strict import parse_ascii_int
 from domain import ticketing
 from domain.catalog import Showtime
 from domain.orders import SOLD_STATES, Order, OrderState
@@ -46,8 +48,9 @@ def _day(dt: datetime, today: date) -> str:
 
 
 def _cn_number(text: str) -> int | None:
-    if text.isdigit():
-        return int(text)
+    if text.isdecimal():
+        # Full-width digits count as digits (NFKC); a count has at most two of them.
+        return parse_ascii_int(unicodedata.normalize("NFKC", text), max_digits=2)
     if text == "十":
         return 10
     if text.startswith("十"):
@@ -110,6 +113,8 @@ async def check_count(value: Any, text: str) -> int | None:
         if not match:
             return None
         value = _cn_number(match.group(1))
+        if value is None:
+            raise Invalid("一次最多买10张，要几张？")
     count = int(value)
     if not 1 <= count <= 10:
         raise Invalid("一次最多买10张，要几张？")

@@ -26,6 +26,7 @@ from zoneinfo import ZoneInfo
 from tortoise.backends.base.client import BaseDBAsyncClient
 
 from bot.clock import Clock
+from bot.strict import parse_ascii_int
 from bot.wxapi import CARD_MAX_ROWS, button_card
 from domain.cinemas import Cinema
 from domain.outbox import OutboundMessage, OutboundStatus, enqueue
@@ -473,7 +474,7 @@ def _action_of(key: str) -> str:
 def _card_version(card: dict[str, Any], default: int) -> int:
     for button in card.get("button_list") or []:
         parts = str(button.get("key", "")).split(":")
-        if len(parts) == 4 and parts[3].isdigit():
-            return int(parts[3])
+        if len(parts) == 4 and (version := parse_ascii_int(parts[3])) is not None:
+            return version
     return default
 

@@ -35,13 +35,22 @@ from domain.people import Staff, StaffRole
 from domain.touchpoints import Touchpoint
 from handlers.api.auth import bearer, session_from_token, staff_member
 from handlers.api.context import API
-from handlers.api.http import Problem, int_field, invalid, json_view, ok, read_json, str_field
+from handlers.api.http import (
+    ISO_DATE,
+    Problem,
+    int_field,
+    invalid,
+    json_view,
+    ok,
+    read_json,
+    str_field,
+)
 from handlers.feedback_loop import FeedbackMessages, alert_if_needed, read_comment, show_text
 from handlers.pages import STYLE
 
 VISITOR_COOKIE = "cb_visitor"
 VISITOR = re.compile(r"[A-Za-z0-9_-]{16,40}")
-PHONE = re.compile(r"1[3-9]\d{9}")
+PHONE = re.compile(r"1[3-9][0-9]{9}")  # [0-9]: \d would take "１３８…" and "١٣٨…" too
 MAX_RANGE_DAYS = 366
 
 
@@ -221,7 +230,7 @@ def _day(request: web.Request, name: str, default: date) -> date:
     if not raw:
         return default
     try:
-        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", raw):
+        if not ISO_DATE.fullmatch(raw):
             raise ValueError
         return date.fromisoformat(raw)
     except ValueError:

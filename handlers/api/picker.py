@@ -15,6 +15,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
+from bot.strict import parse_ascii_int
 from domain.catalog import Showtime
 from handlers.api.auth import page_token, session_from_token
 from handlers.api.context import ApiContext
@@ -159,10 +160,10 @@ async def picker_page(request: web.Request) -> web.Response:
         await session_from_token(request, token)
     except Problem:
         return _sorry("链接已失效", "选座链接无效或已过期，请回到聊天重新打开。", 401)
-    raw = request.match_info["id"]
+    showtime_id = parse_ascii_int(request.match_info["id"], max_digits=9)
     show = None
-    if raw.isdigit() and len(raw) <= 9:
-        show = await Showtime.get_or_none(id=int(raw)).prefetch_related("film", "hall")
+    if showtime_id is not None:
+        show = await Showtime.get_or_none(id=showtime_id).prefetch_related("film", "hall")
     if show is None:
         return _sorry("没有这一场", "这一场不存在，请回到聊天重新选择场次。", 404)
     start = show.starts_at.astimezone(SHANGHAI)
