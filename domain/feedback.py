@@ -49,6 +49,7 @@ from domain.workorders import (
     WorkOrder,
     WorkOrderEvent,
     act,
+    acted_on,
     managers,
     on_duty,
     open_order,
@@ -428,6 +429,12 @@ async def latest_alert_for(userid: str, cinema_id: int) -> WorkOrder | None:
     ).order_by("-created_at", "-id").limit(50)
     mine = [o for o in recent if o.assignee == userid or userid in (o.watchers or [])]
     return (mine or recent or [None])[0]
+
+
+async def replied_with(message_key: str) -> WorkOrder | None:
+    """The complaint a manager's message has already answered (or begun to): a 「回复: …」
+    naming no order, run again after a crash, must answer the same audience, not the next."""
+    return await acted_on([f"{message_key}:{step}" for step in ("reply", "assign", "ack")])
 
 
 # --- the manager's reply and the follow-up ---------------------------------------------------

@@ -154,6 +154,8 @@ class WorkOrderEvent(Model):
 
     class Meta:
         table = "work_order_event"
+        # A message re-run after a crash finds what it already did (``acted_on``).
+        indexes = (("message_key",),)
 
 
 class SlaPolicy(Model):
@@ -657,6 +659,16 @@ async def find(ref: str, cinema_id: int | None = None) -> WorkOrder | None:
     if cinema_id is not None:
         query = query.filter(cinema_id=cinema_id)
     return await query.first()
+
+
+async def acted_on(message_keys: Sequence[str]) -> WorkOrder | None:
+    """The order a message has already acted on, found by the keys its events carry. A
+    command that names no order (「收到」, 「已处理，…」) picks the latest one; run again after
+    a crash it must pick the same one, not the next in line."""
+    event = await WorkOrderEvent.filter(message_key__in=list(message_keys)).order_by("-id").first()
+    if event is None:
+        return None
+    return await WorkOrder.get_or_none(id=event.work_order_id)  # type: ignore[attr-defined]
 
 
 async def latest_for(userid: str, states: Sequence[State]) -> WorkOrder | None:

@@ -442,7 +442,9 @@ async def manager_replied(
     if ref and order is None:
         return Reply.say(f"本影城没有编号 {ref} 的工单。")
     if order is None and actor.cinema_id is not None:
-        order = await fb.latest_alert_for(actor.user_id, actor.cinema_id)
+        order = await fb.replied_with(msg.dedup_key) or await fb.latest_alert_for(
+            actor.user_id, actor.cinema_id
+        )
     if order is None:
         return Reply.say("现在没有待回复的顾客评价。回复指定工单：「回复 W3K7Q: 很抱歉…」")
     text, coupon_fen = coupon_in(said)

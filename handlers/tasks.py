@@ -38,6 +38,7 @@ from domain.workorders import (
     WorkOrderError,
     WorkOrderEvent,
     act,
+    acted_on,
     find,
     latest_for,
     my_tasks,
@@ -283,7 +284,12 @@ async def my_list(actor: Actor, clock: Clock) -> Reply:
 async def _ack_latest(
     order: WorkOrder | None, actor: Actor, clock: Clock, desk: WorkOrderMessages, msg: Inbound
 ) -> Reply:
-    order = order or await latest_for(actor.user_id, WAITING)
+    # A re-run of this message (after a crash) takes the order it took the first time, which
+    # is no longer waiting: the latest waiting one would be the next in line.
+    key = msg.dedup_key
+    order = (
+        order or await acted_on([key, f"{key}:take"]) or await latest_for(actor.user_id, WAITING)
+    )
     if order is None:
         return Reply.say("你现在没有待接的工单。", Button("我的任务"))
     return await _acknowledge(order, actor, clock, desk, desk, msg.dedup_key)
@@ -293,7 +299,10 @@ async def _done(
     order: WorkOrder | None, actor: Actor, taken: str, clock: Clock, desk: WorkOrderMessages,
     dialog: Dialog, msg: Inbound,
 ) -> Reply:
-    order = order or await latest_for(actor.user_id, WORKING) or await latest_for(actor.user_id, WAITING)
+    order = (
+        order or await acted_on([msg.dedup_key])  # a re-run: the order it resolved
+        or await latest_for(actor.user_id, WORKING) or await latest_for(actor.user_id, WAITING)
+    )
     if order is None:
         return Reply.say("你手上没有进行中的工单。", Button("我的任务"))
     if not taken:
@@ -307,7 +316,10 @@ async def _transfer_latest(
     order: WorkOrder | None, actor: Actor, target: str, clock: Clock, desk: WorkOrderMessages,
     msg: Inbound,
 ) -> Reply:
-    order = order or await latest_for(actor.user_id, (*WAITING, *WORKING))
+    order = (
+        order or await acted_on([msg.dedup_key])  # a re-run: the order it handed over
+        or await latest_for(actor.user_id, (*WAITING, *WORKING))
+    )
     if order is None:
         return Reply.say("你手上没有可以转派的工单。", Button("我的任务"))
     return await _transfer(order, actor, target, clock, desk, desk, msg.dedup_key)
