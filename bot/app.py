@@ -288,6 +288,7 @@ def _pipeline(understand: Understander | None, late_reply: LateReplySink | None)
                 settings.wechat_aes_key,
                 settings.wechat_appid,
                 settings.timestamp_tolerance,
+                mode=settings.wechat_message_mode,
             ),
             **common,  # type: ignore[arg-type]
         )

@@ -870,7 +870,11 @@ def build_parser() -> argparse.ArgumentParser:
     who = p.add_mutually_exclusive_group()
     who.add_argument("--as", dest="openid", default="oCineBotDemoAudience0000001", help="audience openid")
     who.add_argument("--staff", dest="staff", help="WeCom userid, e.g. staff01")
-    p.add_argument("--plaintext", action="store_true", help="WeChat plaintext mode instead of safe mode")
+    p.add_argument(
+        "--plaintext", action="store_true",
+        help="WeChat plaintext mode instead of safe mode "
+        "(the server must run with CINEBOT_WECHAT_MESSAGE_MODE=compatible or plain)",
+    )
     p.add_argument("--say", action="append", help="send this message and exit (repeatable)")
     p.add_argument(
         "--standin", help="the local API stand-in to watch for pushed messages (default: port+1)"

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit, urlunsplit
 from dotenv import dotenv_values
 
 from bot import eventloop
+from bot.channels.security import MESSAGE_MODES
 
 PREFIX = "CINEBOT_"
 
@@ -57,6 +58,12 @@ class Settings:
     wechat_token: str = DEMO_WECHAT_TOKEN
     wechat_aes_key: str = DEMO_WECHAT_AES_KEY
     wechat_api_base: str = "https://api.weixin.qq.com"
+    # Which callback bodies the OA endpoint accepts: "safe" (encrypted only), "compatible"
+    # (both) or "plain" (plaintext only), as set in the OA console. Safe is the default
+    # because an AES key is always configured: a plaintext body is signed only over token,
+    # timestamp and nonce, a signature every safe-mode URL also carries, so accepting
+    # plaintext lets whoever saw one URL post as anyone for the timestamp's lifetime.
+    wechat_message_mode: str = "safe"
     # The mini-program's own credentials: its logins (jscode2session) use these, not the OA's.
     miniprogram_appid: str = "wx5cinebotdemo0mp"
     miniprogram_secret: str = "cinebot-demo-miniprogram-secret"
@@ -207,6 +214,8 @@ class Settings:
                     problems.append(f"{PREFIX}{name.upper()}: no such file {path!r}")
             if self.wechatpay_apiv3_key and len(self.wechatpay_apiv3_key.encode()) != 32:
                 problems.append(f"{PREFIX}WECHATPAY_APIV3_KEY: must be 32 bytes")
+        if self.wechat_message_mode not in MESSAGE_MODES:
+            problems.append(f"{PREFIX}WECHAT_MESSAGE_MODE: expected safe, compatible or plain")
         if self.log_format not in ("json", "text"):
             problems.append(f"{PREFIX}LOG_FORMAT: expected json or text")
         if self.event_loop not in eventloop.CHOICES:
@@ -280,6 +289,7 @@ _CONVERTERS = {
     "telemetry_retention_days": _positive_int,
     "handler_budget": _positive_float,
     "log_level": _log_level,
+    "wechat_message_mode": str.lower,
     "wechat_aes_key": _aes_key,
     "wecom_aes_key": _aes_key,
 }

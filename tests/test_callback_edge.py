@@ -99,7 +99,9 @@ async def test_a_forged_wechat_url_check_is_refused_and_counted(client, settings
     await expect_refusal(client, "GET", "/wechat/callback", params, None, 403, "bad_signature")
 
 
-async def test_a_forged_plaintext_wechat_message_is_refused(client, settings, clock):
+async def test_a_forged_plaintext_wechat_message_is_refused(make_client, settings, clock):
+    # Even where plaintext is accepted at all (compatible mode), it must be signed by us.
+    client = await make_client(settings={"wechat_message_mode": "compatible"})
     req = WeChatSigner(replace(settings, wechat_token="guess")).sign(
         text_xml(ACCOUNT, OPENID, "你好", next_msg_id()), encrypted=False,
         timestamp=int(clock.timestamp()),
@@ -152,7 +154,11 @@ async def test_a_forged_wecom_message_is_refused(client, settings, clock):
 
 @pytest.mark.parametrize("skew", [-301, -3600, 301, 86400], ids=["5min-old", "1h-old",
                                                                   "5min-ahead", "1day-ahead"])
-async def test_callbacks_outside_the_five_minute_window_are_refused(client, settings, clock, skew):
+async def test_callbacks_outside_the_five_minute_window_are_refused(
+    make_client, settings, clock, skew
+):
+    # Compatible mode, so that both forms of an OA message reach the timestamp check.
+    client = await make_client(settings={"wechat_message_mode": "compatible"})
     ts = int(clock.timestamp()) + skew
     xml = text_xml(ACCOUNT, OPENID, "你好", next_msg_id())
     wechat = WeChatSigner(settings)
@@ -250,7 +256,10 @@ async def test_callbacks_missing_a_parameter_are_bad_requests(
     await expect_refusal(client, method, path, params, body, 400, "missing_params")
 
 
-async def test_a_plaintext_post_without_its_signature_is_a_bad_request(client, settings, clock):
+async def test_a_plaintext_post_without_its_signature_is_a_bad_request(
+    make_client, settings, clock
+):
+    client = await make_client(settings={"wechat_message_mode": "compatible"})
     req = WeChatSigner(settings).sign(text_xml(ACCOUNT, OPENID, "hi", next_msg_id()), False,
                                       int(clock.timestamp()))
     req.params.pop("signature")
@@ -258,7 +267,7 @@ async def test_a_plaintext_post_without_its_signature_is_a_bad_request(client, s
 
 
 async def test_a_timestamp_that_is_not_a_number_is_a_bad_request(client, settings, clock):
-    req = WeChatSigner(settings).sign(text_xml(ACCOUNT, OPENID, "hi", next_msg_id()), False,
+    req = WeChatSigner(settings).sign(text_xml(ACCOUNT, OPENID, "hi", next_msg_id()), True,
                                       int(clock.timestamp()))
     req.params["timestamp"] = "yesterday"
     await expect_refusal(client, "POST", "/wechat/callback", req.params, req.body, 400,
@@ -328,7 +337,8 @@ async def test_garbage_bodies_are_refused_with_a_4xx_never_a_500(
     assert await Member.all().count() == 0
 
 
-async def test_plaintext_garbage_is_refused_too(client, settings, clock) -> None:
+async def test_plaintext_garbage_is_refused_too(make_client, settings, clock) -> None:
+    client = await make_client(settings={"wechat_message_mode": "compatible"})
     ts, n = str(int(clock.timestamp())), nonce()
     params = {"timestamp": ts, "nonce": n, "signature": wx_signature(settings.wechat_token, ts, n)}
     for body in [b"", b"\xff\xfe not utf-8", b"<xml><MsgType>text</MsgType>", *[
@@ -398,12 +408,14 @@ async def test_a_chunked_body_over_a_megabyte_is_refused_while_it_streams(client
     assert await rejected(client, "wecom", "body_too_large") == before + 1
 
 
-async def test_a_body_of_exactly_a_megabyte_is_still_read(callbacks, clock) -> None:
+async def test_a_body_of_exactly_a_megabyte_is_still_read(make_client, settings, clock) -> None:
+    # Plaintext, so the body's size is exactly what we pad it to.
+    client = await make_client(settings={"wechat_message_mode": "compatible"})
     xml = text_xml(ACCOUNT, OPENID, "帮助", next_msg_id())
     padded = xml + " " * (ONE_MB - len(xml.encode()))
-    req = callbacks.wechat.sign(padded, encrypted=False, timestamp=int(clock.timestamp()))
+    req = WeChatSigner(settings).sign(padded, encrypted=False, timestamp=int(clock.timestamp()))
     assert len(req.body) == ONE_MB
-    resp = await callbacks.client.post("/wechat/callback", params=req.params, data=req.body)
+    resp = await client.post("/wechat/callback", params=req.params, data=req.body)
     assert resp.status == 200
     assert "查排片" in await resp.text()
 

@@ -7,6 +7,7 @@ import asyncio
 from bot.app import ACTORS
 from bot.chatclient import event_xml, next_msg_id, render_for_terminal, text_xml
 from domain.people import Member
+from tests.conftest import Callbacks
 
 OPENID = "oCineBotTestAudience00000001"
 
@@ -33,8 +34,10 @@ async def test_first_contact_creates_a_member_once(callbacks, client) -> None:
     assert await Member.filter(openid=OPENID).count() == 1
 
 
-async def test_plaintext_mode_works_too(callbacks) -> None:
-    status, reply = await callbacks.wechat_post(
+async def test_plaintext_mode_works_too(make_client, wechat, wecom, clock) -> None:
+    # Only when the operator chose it: the default (safe) refuses plaintext.
+    client = await make_client(settings={"wechat_message_mode": "plain"})
+    status, reply = await Callbacks(client, wechat, wecom, clock).wechat_post(
         text_xml("gh_demo", OPENID, "帮助", next_msg_id()), encrypted=False
     )
     assert status == 200

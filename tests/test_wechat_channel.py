@@ -25,8 +25,10 @@ ACCOUNT = "gh_cinebotdemo"
 ADDRESS = "上海市徐汇区漕溪北路 88 号 5 楼"
 
 
-def codec_for(settings: Settings) -> WeChatCodec:
-    return WeChatCodec(settings.wechat_token, settings.wechat_aes_key, settings.wechat_appid)
+def codec_for(settings: Settings, mode: str = "safe") -> WeChatCodec:
+    return WeChatCodec(
+        settings.wechat_token, settings.wechat_aes_key, settings.wechat_appid, mode=mode
+    )
 
 
 def message_xml(msg_type: str, body: str, sender: str = OPENID, msg_id: int | None = None) -> str:
@@ -111,11 +113,11 @@ def test_a_plaintext_message_verifies_by_its_query_signature(settings: Settings)
     signer = WeChatSigner(settings)
     now = 1_800_000_000
     req = signer.sign(text_xml(ACCOUNT, OPENID, "帮助", 7), encrypted=False, timestamp=now)
-    inbound, encrypted = codec_for(settings).decode(req.params, req.body, now=now)
+    inbound, encrypted = codec_for(settings, "compatible").decode(req.params, req.body, now=now)
     assert encrypted is False and inbound.text == "帮助"
     req.params["nonce"] = "tampered"
     with pytest.raises(CallbackRejected) as err:
-        codec_for(settings).decode(req.params, req.body, now=now)
+        codec_for(settings, "compatible").decode(req.params, req.body, now=now)
     assert err.value.status == 403
 
 

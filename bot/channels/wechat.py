@@ -1,4 +1,4 @@
-"""WeChat Official Account / mini-program callbacks: plaintext and safe (AES) mode."""
+"""WeChat Official Account / mini-program callbacks: safe (AES), compatible and plain mode."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from wechatpy.replies import ArticlesReply
 from bot.channels.inbound import Channel, Inbound
 from bot.channels.mapping import to_inbound
 from bot.channels.security import (
+    MESSAGE_MODES,
     CallbackRejected,
     require_fresh,
     require_params,
@@ -203,10 +204,15 @@ def render_articles(articles: Any, reply: Reply) -> str:
 class WeChatCodec:
     channel = Channel.WECHAT
 
-    def __init__(self, token: str, aes_key: str, appid: str, tolerance: int = 300) -> None:
+    def __init__(
+        self, token: str, aes_key: str, appid: str, tolerance: int = 300, mode: str = "safe"
+    ) -> None:
+        if mode not in MESSAGE_MODES:
+            raise ValueError(f"message mode must be one of {MESSAGE_MODES}, not {mode!r}")
         self.token = token
         self.appid = appid
         self.tolerance = tolerance
+        self.mode = mode
         self.crypto = WeChatCrypto(token, aes_key, appid)
 
     def verify_url(self, query: Mapping[str, str], now: float) -> str:
@@ -222,9 +228,15 @@ class WeChatCodec:
     def decode(self, query: Mapping[str, str], body: bytes, now: float) -> tuple[Inbound, bool]:
         """Verify, decrypt if needed and parse. Returns the message and whether it was encrypted."""
         q = dict(query)
+        # The request names its own form; our setting, not the request, decides what is
+        # acceptable (see Settings.wechat_message_mode), before any other work.
+        encrypted = q.get("encrypt_type", "raw").lower() == "aes"
+        if not encrypted and self.mode == "safe":
+            raise CallbackRejected(403, "plaintext_refused")
+        if encrypted and self.mode == "plain":
+            raise CallbackRejected(403, "encrypted_refused")
         timestamp, nonce = require_params(q, "timestamp", "nonce")
         require_fresh(timestamp, now, self.tolerance)
-        encrypted = q.get("encrypt_type", "raw").lower() == "aes"
         if encrypted:
             (msg_signature,) = require_params(q, "msg_signature")
             outer = envelope(body)
