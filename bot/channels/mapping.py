@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 from bot.channels.inbound import Channel, Inbound
 from bot.channels.security import CallbackRejected
+from bot.strict import parse_ascii_int
 
 # WeCom userids are 1–64 bytes; openids are 28 characters.
 MAX_USER_ID_BYTES = 64
+# The alphabets the ids are made of: an openid (or unionid) is letters, digits, "_" and "-";
+# a WeCom userid also "." and "@". Anything else ("|", spaces, control characters, Chinese)
+# is no id WeChat hands out, and would break the keys we build from ids (seat owners,
+# dedup keys, dialog state).
+USER_ID = {
+    Channel.WECHAT: re.compile(r"[A-Za-z0-9_-]{1,%d}" % MAX_USER_ID_BYTES),
+    Channel.WECOM: re.compile(r"[A-Za-z0-9_.@-]{1,%d}" % MAX_USER_ID_BYTES),
+}
 
 
 def _float(value: Any) -> float | None:
@@ -22,19 +32,16 @@ def _float(value: Any) -> float | None:
 
 
 def _int(value: Any) -> int | None:
-    if value is None:  # an absent field (AgentID on WeChat): no exception to raise and catch
-        return None
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
+    """A numeric field (CreateTime, MsgId, AgentID) when it is ASCII digits; None when
+    absent (AgentID on WeChat) or anything else."""
+    return parse_ascii_int(value)
 
 
 def to_inbound(message: Any, channel: Channel) -> Inbound:
     data: dict[str, Any] = dict(getattr(message, "_data", {}) or {})
     msg_type = str(data.get("MsgType", "unknown")).lower()
-    user_id = str(data.get("FromUserName") or "")
-    if not user_id or len(user_id.encode("utf-8")) > MAX_USER_ID_BYTES:
+    user_id = data.get("FromUserName")
+    if not isinstance(user_id, str) or USER_ID[channel].fullmatch(user_id) is None:
         # Nobody to answer (or to remember): the message is malformed.
         raise CallbackRejected(400, "bad_message", "FromUserName")
     to = str(data.get("ToUserName") or "")
