@@ -106,7 +106,7 @@ def test_a_safe_mode_message_decrypts_and_verifies_in_the_codec(settings: Settin
     assert inbound.channel is Channel.WECHAT
     assert (inbound.kind, inbound.text, inbound.msg_id) == ("text", "今晚哪吒2几点", 4242)
     assert inbound.user_id == OPENID and inbound.to == ACCOUNT
-    assert inbound.dedup_key == "wechat:m:4242"
+    assert inbound.dedup_key == f"wechat:m:{OPENID}:4242"
 
 
 def test_a_plaintext_message_verifies_by_its_query_signature(settings: Settings) -> None:

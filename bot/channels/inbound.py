@@ -40,9 +40,11 @@ class Inbound:
 
     @property
     def dedup_key(self) -> str:
-        """WeChat's own retry identity: MsgId for messages, sender+time+event for events."""
+        """WeChat's own retry identity: sender+MsgId for messages, sender+time+event for
+        events. The sender is part of it because a MsgId is only unique per account as
+        WeChat hands it out: anyone can send another's MsgId, and must not get its reply."""
         if self.msg_id:
-            return f"{self.channel}:m:{self.msg_id}"
+            return f"{self.channel}:m:{self.user_id}:{self.msg_id}"
         # A card click names its card and its button: two buttons of one card tapped in
         # the same second are two clicks, a retry of one click is the same.
         extra = ":".join(p for p in (self.task_id, self.event_key) if p)
