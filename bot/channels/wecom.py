@@ -19,7 +19,7 @@ from bot.channels.security import (
     require_signature,
     sha1_signature,
 )
-from bot.channels.wechat import GARBAGE_ERRORS, envelope, render_articles
+from bot.channels.wechat import GARBAGE_ERRORS, envelope, refuse_doctype, render_articles
 from bot.replies import Reply
 
 
@@ -71,6 +71,7 @@ class WeComCodec:
         except GARBAGE_ERRORS as exc:
             raise CallbackRejected(400, "bad_ciphertext", type(exc).__name__) from None
         try:
+            refuse_doctype(plain)
             message = parse_message(plain)
         except GARBAGE_ERRORS as exc:
             raise CallbackRejected(400, "bad_message", type(exc).__name__) from None
