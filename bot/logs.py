@@ -14,12 +14,23 @@ from datetime import UTC, datetime
 _OPENID = re.compile(
     r"(?<![A-Za-z0-9_-])(o[A-Za-z0-9_-]{5})[A-Za-z0-9_-]{16,}([A-Za-z0-9_-]{4})(?![A-Za-z0-9_-])"
 )
-_PHONE = re.compile(r"(?<!\d)(1[3-9]\d)\d{4}(\d{4})(?!\d)")
+# A mainland mobile number as people write it: an optional country code (+86, 86, 0086),
+# then 1[3-9]x xxxx xxxx, with or without spaces or hyphens between the groups, in ASCII or
+# full-width digits (\d alone would also take Arabic-Indic and other scripts' digits, which
+# is harmless here: masking too much is the safe side).
+_D = r"[0-9０-９]"
+_SEP = r"[ \-\u3000－]?"
+_PHONE = re.compile(
+    rf"(?<![0-9０-９])((?:(?:\+|＋|00|００)?[8８][6６]{_SEP})?)"
+    rf"([1１][3-9３-９]{_D}){_SEP}{_D}{{4}}{_SEP}({_D}{{4}})(?![0-9０-９])"
+)
 
 
 def mask_phone(text: str) -> str:
-    """``13812341234`` → ``138****1234``."""
-    return _PHONE.sub(r"\1****\2", text)
+    """The middle four digits of every mobile number in ``text``, whatever its spelling:
+    ``13812341234``, ``+86 138 1234 1234``, ``138-1234-1234``, ``１３８１２３４１２３４`` →
+    ``138****1234`` (the country code, when written, stays in front)."""
+    return _PHONE.sub(r"\1\2****\3", text)
 
 
 def short_openid(openid: str) -> str:
@@ -44,9 +55,23 @@ def _scrub(value: object) -> object:
     return value
 
 
-class JsonFormatter(logging.Formatter):
-    _skip = set(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
+_STANDARD = set(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
 
+
+def _extras(record: logging.LogRecord) -> dict[str, object]:
+    """What the caller passed as ``extra=``, redacted."""
+    return {
+        key: _scrub(value)
+        for key, value in record.__dict__.items()
+        if key not in _STANDARD and not key.startswith("_")
+    }
+
+
+def _dumps(value: object) -> str:
+    return json.dumps(value, ensure_ascii=False, default=lambda o: redact(str(o)))
+
+
+class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, object] = {
             "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
@@ -54,15 +79,23 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": redact(record.getMessage()),
         }
-        for key, value in record.__dict__.items():
-            if key not in self._skip and not key.startswith("_"):
-                entry[key] = _scrub(value)
+        entry.update(_extras(record))
         if record.exc_info:
             entry["exc"] = redact(self.formatException(record.exc_info))
-        return json.dumps(entry, ensure_ascii=False, default=lambda o: redact(str(o)))
+        if record.stack_info:
+            entry["stack"] = redact(self.formatStack(record.stack_info))
+        return _dumps(entry)
 
 
 class RedactingTextFormatter(logging.Formatter):
+    """The text form says what the JSON form says (the ``extra`` fields too, after the
+    message) and redacts all of it, the traceback included."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        line = super().formatMessage(record)
+        extras = _extras(record)
+        return f"{line} {_dumps(extras)}" if extras else line
+
     def format(self, record: logging.LogRecord) -> str:
         return redact(super().format(record))
 
