@@ -9,6 +9,7 @@ the change (the handlers decide what the message says and on which channel).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
@@ -196,10 +197,12 @@ async def hold_seats(
     row: int | None = None,
     replacing: Order | None = None,
     channel: str = "chat",
+    changing: Order | None = None,
 ) -> Order:
     """Hold ``seats`` (or the best ``count`` adjacent seats, optionally in ``row``) for
     ``buyer`` and record the order, state ``held``. ``replacing``: the buyer's held order
-    for the same show, whose seats are swapped in one step ("换到7排")."""
+    for the same show, whose seats are swapped in one step ("换到7排"). ``changing``: the
+    order this new one is the change of (改签), recorded with it."""
     cinema = await _cinema(showtime.cinema_id)  # type: ignore[attr-defined]
     _check_on_sale(showtime, now)
     if seats:
@@ -280,6 +283,7 @@ async def hold_seats(
             member_id=buyer.member_id,
             openid=buyer.openid,
             channel=channel,
+            changed_from_id=changing.id if changing is not None else None,
             state=OrderState.HELD,
             hold_id=answer.hold_id,
             seats=chosen,
@@ -761,21 +765,31 @@ async def change_order(
     _check_on_sale(target, now)
     if target.starts_at - timedelta(minutes=cinema.change_cutoff_minutes) < now:
         raise TicketingError("cutoff", "目标场次即将开场，不能改签到这一场。")
-    new = await hold_seats(
-        inventory, target, buyer, now, count=len(order.seats), seats=seats, channel=order.channel
-    )
-    due = new.amount_fen - (order.paid_fen - order.refunded_fen)
-    async with in_transaction() as conn:
-        await Order.filter(id=new.id).using_db(conn).update(
-            changed_from_id=order.id, amount_fen=max(due, 0)
+    # The same request run again (a callback re-run after a crash) finds the seats it held
+    # the first time instead of holding a second set.
+    new = await _change_under_way(order, target, now)
+    if new is None or (seats and set(seats) != set(new.seats)):
+        new = await hold_seats(
+            inventory, target, buyer, now, count=len(order.seats), seats=seats,
+            channel=order.channel, changing=order,
         )
-    new.changed_from_id = order.id  # type: ignore[attr-defined]
-    new.amount_fen = max(due, 0)
+    due = int(new.quote.get("total_fen", new.amount_fen)) - (order.paid_fen - order.refunded_fen)
+    if new.amount_fen != max(due, 0):
+        await Order.filter(id=new.id).update(amount_fen=max(due, 0))
+        new.amount_fen = max(due, 0)
     if due > 0:
         await checkout(new, now=now)
         return ChangeOutcome(new, due, done=False)
     await _complete_change(inventory, gateway, order, new, now, notify, paid_now=0, transaction_id=None)
     return ChangeOutcome(new, due, done=True)
+
+
+async def _change_under_way(order: Order, target: Showtime, now: datetime) -> Order | None:
+    """The open, still held order of a change of ``order`` to ``target``."""
+    return await Order.filter(
+        changed_from_id=order.id, showtime_id=target.id, state__in=list(OPEN_STATES),
+        expires_at__gt=now.astimezone(UTC),
+    ).order_by("-id").first()
 
 
 async def _finish_change(
@@ -886,8 +900,10 @@ class CheckInResult:
 async def check_in(
     secret: str, *, cinema_id: int, staff: str, now: datetime, nonce: str | None = None
 ) -> CheckInResult:
-    """Admit a ticket once. A scan re-sent with the same nonce gets the same answer."""
-    nonce = nonce[:64] if nonce else None
+    """Admit a ticket once. A scan re-sent with the same nonce gets the same answer: the
+    admission and the scan's record commit together, so a scan run again after a crash
+    either finds its answer or admits afresh, never 「已检过票」 for the ticket it let in."""
+    nonce = scan_key(nonce) if nonce else None
     if nonce:
         seen = await CheckIn.get_or_none(nonce=nonce)
         if seen is not None:
@@ -897,38 +913,57 @@ async def check_in(
         "showtime__hall", "showtime__film", "order"
     )
     code = await _judge(ticket, cinema_id, now)
-    if code == "ok":
-        assert ticket is not None
+    try:
         async with in_transaction() as conn:
-            moved = await Ticket.filter(id=ticket.id, state=TicketState.ISSUED).using_db(conn).update(
-                state=TicketState.CHECKED_IN, checked_in_at=now, checked_in_by=staff
-            )
-            if moved != 1:
-                code = "used"
-            else:
-                ticket.state, ticket.checked_in_at, ticket.checked_in_by = TicketState.CHECKED_IN, now, staff
-                await audit.record(
-                    entity="ticket", entity_id=ticket.id, action="check_in", actor=staff, at=now,
-                    cinema_id=cinema_id, from_state="issued", to_state="checked_in", using=conn,
+            if code == "ok":
+                assert ticket is not None
+                code = await _admit(ticket, cinema_id, staff, now, conn)
+            if nonce:
+                await CheckIn.create(
+                    nonce=nonce, ticket_id=ticket.id if ticket else None, result=code,
+                    staff=staff, at=now, using_db=conn,
                 )
-                order = ticket.order
-                if order.state == OrderState.ISSUED:
-                    try:
-                        await move_order(
-                            order, OrderState.CHECKED_IN, allowed=(OrderState.ISSUED,), actor=staff,
-                            at=now, using=conn,
-                        )
-                    except TransitionRefused:
-                        pass  # a companion's ticket moved the order first
-    if nonce:
-        try:
-            await CheckIn.create(
-                nonce=nonce, ticket_id=ticket.id if ticket else None, result=code, staff=staff, at=now
-            )
-        except IntegrityError:
-            seen = await CheckIn.get(nonce=nonce)
-            return await _describe(seen.result, ticket, now, replay=True)
+    except IntegrityError:
+        if not nonce:
+            raise
+        # The same scan at once on another process: its answer stands, our admission is
+        # rolled back with the record.
+        seen = await CheckIn.get(nonce=nonce)
+        return await _describe(seen.result, ticket, now, replay=True)
     return await _describe(code, ticket, now)
+
+
+def scan_key(nonce: str) -> str:
+    """A scan's nonce as stored: whole when it fits, else its digest. Cut to the column's
+    length, two long keys (a message key with a long WeCom userid) could become one."""
+    if len(nonce) <= 64:
+        return nonce
+    return "sha256:" + hashlib.sha256(nonce.encode("utf-8")).hexdigest()[:57]
+
+
+async def _admit(
+    ticket: Ticket, cinema_id: int, staff: str, now: datetime, conn: BaseDBAsyncClient
+) -> str:
+    moved = await Ticket.filter(id=ticket.id, state=TicketState.ISSUED).using_db(conn).update(
+        state=TicketState.CHECKED_IN, checked_in_at=now, checked_in_by=staff
+    )
+    if moved != 1:
+        return "used"
+    ticket.state, ticket.checked_in_at, ticket.checked_in_by = TicketState.CHECKED_IN, now, staff
+    await audit.record(
+        entity="ticket", entity_id=ticket.id, action="check_in", actor=staff, at=now,
+        cinema_id=cinema_id, from_state="issued", to_state="checked_in", using=conn,
+    )
+    order = ticket.order
+    if order.state == OrderState.ISSUED:
+        try:
+            await move_order(
+                order, OrderState.CHECKED_IN, allowed=(OrderState.ISSUED,), actor=staff,
+                at=now, using=conn,
+            )
+        except TransitionRefused:
+            pass  # a companion's ticket moved the order first
+    return "ok"
 
 
 async def _judge(ticket: Ticket | None, cinema_id: int, now: datetime) -> str:
