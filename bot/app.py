@@ -158,7 +158,8 @@ async def _redis(app: web.Application) -> AsyncIterator[None]:
         settings.redis_url, settings.embedded_redis_path, on_embedded=keep, supervise=True
     ) as client:
         app[REDIS] = client
-        app[REDIS_BATCH] = batcher = CommandBatcher(client)
+        # The callback path's Redis: a batch not answered in 2 s fails (503, WeChat retries).
+        app[REDIS_BATCH] = batcher = CommandBatcher(client, timeout=2.0)
         app[LEASE] = lease = ProcessLease(client)
         await lease.beat()
         heartbeat = asyncio.create_task(lease.run(), name="process-lease")

@@ -90,6 +90,10 @@ class CallbackEndpoint:
         self.budget = budget
         self.deadlines = _Deadlines(budget)
         self.outage = OutageLog(log, f"{self.channel} callbacks: redis unavailable")
+        # Journalled messages of ours that Redis failed mid-way: handled but not settled,
+        # or not handled yet. ``recover`` finishes them.
+        self._unsettled: set[str] = set()
+        self._unfinished: dict[str, Inbound] = {}
         self.max_body = max_body
         # WeChat wants the literal `success`; WeCom takes an empty 200.
         self.ack = "success" if codec.channel is Channel.WECHAT else ""
@@ -222,6 +226,14 @@ class CallbackEndpoint:
         """Run journalled messages of this channel whose owner died after answering
         WeChat (see ``bot.dedup``); their replies go out through the late-reply sink.
         Returns how many were adopted."""
+        # Our own leftovers first: Redis failed us mid-way, and our live heartbeat keeps
+        # other processes off these claims.
+        for key in list(self._unsettled):
+            await self.dedup.settle(key)
+            self._unsettled.discard(key)
+        for inbound in list(self._unfinished.values()):
+            del self._unfinished[inbound.dedup_key]
+            await self._run_late(inbound)
         adopted = 0
         for key, record in await self.dedup.orphans(f"{self.channel}:", limit):
             if not await self.dedup.adopt(key):
@@ -247,10 +259,16 @@ class CallbackEndpoint:
             if reply is not None and not reply.is_empty:
                 await self.late_reply(inbound, reply)
         except STORE_DOWN:
-            raise  # not settled: the journal keeps it for the next round
+            # Still on record and still ours: run it again once Redis is back.
+            self._unfinished[inbound.dedup_key] = inbound
+            raise
         except Exception:
             log.exception("recovered message failed; it is dropped from the journal")
-        await self.dedup.settle(inbound.dedup_key)
+        try:
+            await self.dedup.settle(inbound.dedup_key)
+        except STORE_DOWN:
+            self._unsettled.add(inbound.dedup_key)
+            raise
 
     def _track(self, work: asyncio.Future[Any]) -> None:
         """Keep work that outlives its request in ``tasks`` (shutdown waits for it) and
@@ -260,6 +278,10 @@ class CallbackEndpoint:
 
     def _settled(self, work: asyncio.Future[Any]) -> None:
         self.tasks.discard(work)
+        if not work.cancelled() and isinstance(work.exception(), STORE_DOWN):
+            # e.g. the reply kept for retries was not stored: WeChat already has it.
+            self.outage.report(work.exception())  # type: ignore[arg-type]
+            return
         _log_failure(work)
 
     async def _handle(
@@ -279,6 +301,10 @@ class CallbackEndpoint:
             except Exception as exc:
                 if not answer.done():
                     answer.set_exception(exc)
+                    return
+                if isinstance(exc, STORE_DOWN) and await recorded:
+                    self._unfinished[inbound.dedup_key] = inbound  # ``recover`` runs it again
+                    self.outage.report(exc)
                     return
                 log.error(
                     "late handler failed; no reply will be sent",
@@ -309,7 +335,7 @@ class CallbackEndpoint:
         try:
             await self.dedup.settle(inbound.dedup_key)
         except STORE_DOWN as exc:
-            # The journal keeps it; a live process re-runs it once its claim lapses.
+            self._unsettled.add(inbound.dedup_key)  # settled by ``recover`` later
             self.outage.report(exc)
 
     def _xml(self, xml: str, encrypted: bool, nonce: str) -> web.Response:

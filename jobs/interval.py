@@ -18,6 +18,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from apscheduler.triggers.interval import IntervalTrigger
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from jobs.context import JobContext
 
@@ -47,10 +49,28 @@ async def run_once_per_tick(
     """Run ``job`` for the tick fired at ``at`` (default: now) unless another replica already
     claimed that tick. The job's result, or None when the tick was not ours."""
     tick = tick_of(time.time() if at is None else at, seconds)
-    if not await ctx.locks.claim_tick(job_id, tick, ttl_seconds=2 * seconds + CLOCK_SKEW_S):
-        log.debug("tick already run by another replica", extra={"job": job_id, "tick": tick})
+    try:
+        if not await ctx.locks.claim_tick(job_id, tick, ttl_seconds=2 * seconds + CLOCK_SKEW_S):
+            log.debug("tick already run by another replica", extra={"job": job_id, "tick": tick})
+            return None
+        return await job(ctx)
+    except (RedisConnectionError, RedisTimeoutError) as exc:
+        # Redis is down: this tick is skipped (every job works off the current state, so
+        # the next tick catches up); one line per job and interval, not a traceback a tick.
+        _outage(job_id, exc)
         return None
-    return await job(ctx)
+
+
+_OUTAGE_EVERY_S = 10.0
+_outage_seen: dict[str, float] = {}
+
+
+def _outage(job_id: str, exc: BaseException) -> None:
+    now = time.monotonic()
+    if now - _outage_seen.get(job_id, float("-inf")) >= _OUTAGE_EVERY_S:
+        _outage_seen[job_id] = now
+        log.error("job skipped: redis unavailable",
+                  extra={"job": job_id, "error": f"{type(exc).__name__}: {exc}"})
 
 
 def every(

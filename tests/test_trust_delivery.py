@@ -127,6 +127,35 @@ async def test_an_overrun_message_is_on_record_before_success_and_settled_after(
     await eventually(lambda: _journal_empty(redis, msg_id))
 
 
+async def test_an_overrun_handler_that_loses_redis_midway_is_run_again_once_it_is_back(
+    make_client, settings, clock, redis
+) -> None:
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    release = asyncio.Event()
+    heard: list[str] = []
+
+    async def flaky(text: str, role: str) -> Understanding:
+        await release.wait()
+        heard.append(text)
+        if len(heard) == 1:
+            raise RedisConnectionError("Connection closed by server.")
+        return Understanding("greeting")
+
+    client = await make_client(understand=flaky, settings={"handler_budget": 0.2})
+    msg_id = next_msg_id()
+    status, text, _ = await post(
+        client, WeChatSigner(settings), text_xml(ACCOUNT, OPENID, "你好", msg_id),
+        int(clock.timestamp()),
+    )
+    assert (status, text) == (200, "success")
+    release.set()
+    rows = await eventually(lambda: late_replies(msg_id))
+    assert "小助手" in rows[0].payload["text"]["content"]
+    await eventually(lambda: _journal_empty(redis, msg_id))
+    assert heard == ["你好", "你好"]
+
+
 async def _journal_empty(redis: aioredis.Redis, msg_id: int) -> bool:
     return await redis.hget(JOURNAL_KEY, dedup_key(msg_id)) is None
 
@@ -354,3 +383,39 @@ async def _work_orders(url: str, source: str) -> list[Any]:
         return list(await conn.fetch("SELECT id FROM work_order WHERE source_key = $1", source))
     finally:
         await conn.close()
+
+
+async def test_a_frozen_redis_fails_callbacks_fast_and_is_not_restarted_under_itself(
+    make_client, settings, clock, tmp_path: Path
+) -> None:
+    client = await make_client(
+        settings={"redis_url": None, "embedded_redis_path": str(tmp_path / "r.rdb")}
+    )
+    embedded = client.server.app[EMBEDDED_REDIS]
+    signer = WeChatSigner(settings)
+    pid = embedded._server.pid
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        status, _, _ = await post(
+            client, signer, text_xml(ACCOUNT, OPENID, "你好", next_msg_id()),
+            int(clock.timestamp()),
+        )
+        # Answered well inside WeChat's 5 s, with a status WeChat retries.
+        assert status == 503
+        assert time.monotonic() - started < 4.5
+        await asyncio.sleep(1.5)  # supervisor rounds: the process lives, so no second server
+        assert embedded.restarts == 0
+        assert embedded.state.startswith("not answering")
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+    async def answered() -> bool:
+        status, _, _ = await post(
+            client, signer, text_xml(ACCOUNT, OPENID, "你好", next_msg_id()),
+            int(clock.timestamp()),
+        )
+        return status == 200
+
+    await eventually(answered, timeout=15)
+    assert embedded.restarts == 0
