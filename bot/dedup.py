@@ -27,6 +27,7 @@ import asyncio
 import json
 import logging
 import os
+import time
 import uuid
 from dataclasses import dataclass
 from enum import Enum
@@ -41,6 +42,7 @@ log = logging.getLogger(__name__)
 
 ALIVE_PREFIX = "cinebot:alive:"
 JOURNAL_KEY = "cinebot:inbound:journal"
+LIVE_OWNER_TRUST_S = 60.0  # a journal entry this young is left alone while its recorder lives
 
 
 class ClaimState(Enum):
@@ -216,7 +218,9 @@ class Deduplicator:
     async def defer(self, dedup_key: str, message: dict[str, Any]) -> None:
         """Record the message in the journal and mark the claim deferred, atomically;
         only then may WeChat be told ``success``."""
-        entry = json.dumps({"owner": self.owner.id, "message": message}, ensure_ascii=False)
+        entry = json.dumps(
+            {"owner": self.owner.id, "at": time.time(), "message": message}, ensure_ascii=False
+        )
         await self._batch.eval(
             self._defer,
             [self._key(dedup_key), JOURNAL_KEY],
@@ -238,9 +242,12 @@ class Deduplicator:
         await self.redis.delete(self._key(dedup_key))
 
     async def orphans(self, channel_prefix: str, limit: int = 100) -> list[tuple[str, dict[str, Any]]]:
-        """Journalled messages of one channel, oldest owners' first come as Redis gives
-        them; the caller tries :meth:`adopt` on each."""
+        """Journalled messages of one channel whose recording process is gone (or is this
+        one); the caller tries :meth:`adopt` on each, which checks the claim itself. A
+        live owner's entries are skipped here with one EXISTS per owner, not a script per
+        entry: under load many messages are deferred at once, all of them alive."""
         out: list[tuple[str, dict[str, Any]]] = []
+        alive: dict[str, bool] = {}
         async for field, value in self.redis.hscan_iter(JOURNAL_KEY, match=f"{channel_prefix}*"):
             key = field.decode("utf-8") if isinstance(field, bytes) else field
             try:
@@ -250,6 +257,15 @@ class Deduplicator:
                 log.error("unreadable inbound journal entry dropped", extra={"dedup": key})
                 await self.redis.hdel(JOURNAL_KEY, key)
                 continue
+            owner = entry.get("owner")
+            young = time.time() - float(entry.get("at") or 0) < LIVE_OWNER_TRUST_S
+            # (An old entry is checked claim by claim even if its recorder lives: its claim
+            # may have passed to an adopter that died since.)
+            if young and isinstance(owner, str) and owner != self.owner.id:
+                if owner not in alive:
+                    alive[owner] = bool(await self.redis.exists(ALIVE_PREFIX + owner))
+                if alive[owner]:
+                    continue
             out.append((key, message))
             if len(out) >= limit:
                 break
