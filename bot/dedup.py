@@ -241,7 +241,9 @@ class Deduplicator:
         """Forget a claim whose handling failed before any answer, so a retry may try again."""
         await self.redis.delete(self._key(dedup_key))
 
-    async def orphans(self, channel_prefix: str, limit: int = 100) -> list[tuple[str, dict[str, Any]]]:
+    async def orphans(
+        self, channel_prefix: str, limit: int = 100
+    ) -> list[tuple[str, dict[str, Any]]]:
         """Journalled messages of one channel whose recording process is gone (or is this
         one); the caller tries :meth:`adopt` on each, which checks the claim itself. A
         live owner's entries are skipped here with one EXISTS per owner, not a script per

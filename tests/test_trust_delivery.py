@@ -20,7 +20,6 @@ from bot.chatclient import WeChatSigner, next_msg_id, text_xml
 from bot.dedup import ALIVE_PREFIX, JOURNAL_KEY, ProcessLease
 from bot.router import Understanding
 from domain.outbox import OutboundMessage
-from domain.workorders import WorkOrder
 
 OPENID = "oCineBotDelivery00000000001"
 ACCOUNT = "gh_cinebotdemo"
@@ -61,6 +60,26 @@ async def late_replies(msg_id: int) -> list[OutboundMessage]:
     return await OutboundMessage.filter(idempotency_key=f"late-reply:{dedup_key(msg_id)}")
 
 
+async def greet(client: Any, settings: Any, clock: Any, msg_id: int) -> tuple[int, str]:
+    """「你好」 from the test's audience member, as WeChat posts it."""
+    status, text, _ = await post(
+        client, WeChatSigner(settings), text_xml(ACCOUNT, OPENID, "你好", msg_id),
+        int(clock.timestamp()),
+    )
+    return status, text
+
+
+async def leave_in_journal(redis: aioredis.Redis, owner: str, msg_id: int, clock: Any) -> None:
+    """What a process leaves behind when SIGKILL hits it just after answering "success"."""
+    message = {
+        "channel": "wechat", "kind": "text", "user_id": OPENID, "to": ACCOUNT,
+        "create_time": int(clock.timestamp()), "msg_id": msg_id, "text": "你好",
+    }
+    key = dedup_key(msg_id)
+    await redis.hset(JOURNAL_KEY, key, json.dumps({"owner": owner, "message": message}))
+    await redis.set(f"cinebot:dedup:{key}", f"d:{owner}".encode(), ex=600)
+
+
 # --- a retry meets the claim of another process ------------------------------------------
 
 
@@ -91,10 +110,7 @@ async def test_a_retry_whose_first_delivery_is_still_running_elsewhere_is_asked_
     # Another live process holds the claim and has neither answered nor deferred it.
     await redis.set(f"{ALIVE_PREFIX}4243-alive00000", b"1", ex=30)
     await redis.set(f"cinebot:dedup:{dedup_key(msg_id)}", b"p:4243-alive00000", ex=60)
-    status, text, _ = await post(
-        client, WeChatSigner(settings), text_xml(ACCOUNT, OPENID, "你好", msg_id),
-        int(clock.timestamp()),
-    )
+    status, text = await greet(client, settings, clock, msg_id)
     # Not 200: a "success" here would be a promise nobody keeps if that process dies.
     assert status == 503, text
 
@@ -113,10 +129,7 @@ async def test_an_overrun_message_is_on_record_before_success_and_settled_after(
 
     client = await make_client(understand=slow, settings={"handler_budget": 0.2})
     msg_id = next_msg_id()
-    status, text, _ = await post(
-        client, WeChatSigner(settings), text_xml(ACCOUNT, OPENID, "你好", msg_id),
-        int(clock.timestamp()),
-    )
+    status, text = await greet(client, settings, clock, msg_id)
     assert (status, text) == (200, "success")
     entry = await redis.hget(JOURNAL_KEY, dedup_key(msg_id))
     assert entry is not None, "answered success without the message on record"
@@ -144,10 +157,7 @@ async def test_an_overrun_handler_that_loses_redis_midway_is_run_again_once_it_i
 
     client = await make_client(understand=flaky, settings={"handler_budget": 0.2})
     msg_id = next_msg_id()
-    status, text, _ = await post(
-        client, WeChatSigner(settings), text_xml(ACCOUNT, OPENID, "你好", msg_id),
-        int(clock.timestamp()),
-    )
+    status, text = await greet(client, settings, clock, msg_id)
     assert (status, text) == (200, "success")
     release.set()
     rows = await eventually(lambda: late_replies(msg_id))
@@ -169,16 +179,9 @@ async def test_a_journalled_message_of_a_dead_process_is_run_once_by_a_live_one(
         heard.append(text)
         return Understanding("greeting")
 
-    client = await make_client(understand=understand)
+    await make_client(understand=understand)
     msg_id = next_msg_id()
-    key = dedup_key(msg_id)
-    # What a process leaves behind when SIGKILL hits it just after answering "success".
-    message = {
-        "channel": "wechat", "kind": "text", "user_id": OPENID, "to": ACCOUNT,
-        "create_time": int(clock.timestamp()), "msg_id": msg_id, "text": "你好",
-    }
-    await redis.hset(JOURNAL_KEY, key, json.dumps({"owner": "4244-dead000000", "message": message}))
-    await redis.set(f"cinebot:dedup:{key}", b"d:4244-dead000000", ex=600)
+    await leave_in_journal(redis, "4244-dead000000", msg_id, clock)
     rows = await eventually(lambda: late_replies(msg_id))
     assert "小助手" in rows[0].payload["text"]["content"]
     await eventually(lambda: _journal_empty(redis, msg_id))
@@ -198,15 +201,11 @@ async def test_a_journalled_message_whose_owner_lives_is_left_to_it(
 
     await make_client(understand=understand)
     msg_id = next_msg_id()
-    key = dedup_key(msg_id)
-    message = {"channel": "wechat", "kind": "text", "user_id": OPENID, "to": ACCOUNT,
-               "create_time": int(clock.timestamp()), "msg_id": msg_id, "text": "你好"}
     await redis.set(f"{ALIVE_PREFIX}4245-alive00000", b"1", ex=30)
-    await redis.hset(JOURNAL_KEY, key, json.dumps({"owner": "4245-alive00000", "message": message}))
-    await redis.set(f"cinebot:dedup:{key}", b"d:4245-alive00000", ex=600)
+    await leave_in_journal(redis, "4245-alive00000", msg_id, clock)
     await asyncio.sleep(4)
     assert heard == []
-    assert await redis.hget(JOURNAL_KEY, key) is not None
+    assert await redis.hget(JOURNAL_KEY, dedup_key(msg_id)) is not None
 
 
 # --- Redis goes away ----------------------------------------------------------------------
@@ -222,7 +221,6 @@ async def test_a_killed_embedded_redis_comes_back_with_its_data_and_callbacks_re
     embedded = app[EMBEDDED_REDIS]
     await app[REDIS].set("cinebot:test:kept", b"yes")
     await asyncio.sleep(1.5)  # the append-only file is synced every second
-    signer = WeChatSigner(settings)
     os.kill(embedded._server.pid, signal.SIGKILL)
     caplog.set_level(logging.WARNING)
     # While it is down: callbacks fail fast with a 503 (WeChat retries), no 500s,
@@ -230,10 +228,7 @@ async def test_a_killed_embedded_redis_comes_back_with_its_data_and_callbacks_re
     statuses = []
     for _ in range(10):
         started = time.monotonic()
-        status, _, _ = await post(
-            client, signer, text_xml(ACCOUNT, OPENID, "你好", next_msg_id()),
-            int(clock.timestamp()),
-        )
+        status, _ = await greet(client, settings, clock, next_msg_id())
         statuses.append(status)
         assert time.monotonic() - started < 2
         if status == 200:
@@ -251,10 +246,7 @@ async def test_a_killed_embedded_redis_comes_back_with_its_data_and_callbacks_re
     assert [r.getMessage() for r in outage_lines] == ["wechat callbacks: redis unavailable"]
 
     async def answered() -> bool:
-        status, _, _ = await post(
-            client, signer, text_xml(ACCOUNT, OPENID, "你好", next_msg_id()),
-            int(clock.timestamp()),
-        )
+        status, _ = await greet(client, settings, clock, next_msg_id())
         return status == 200
 
     await eventually(answered, timeout=15)
@@ -392,15 +384,11 @@ async def test_a_frozen_redis_fails_callbacks_fast_and_is_not_restarted_under_it
         settings={"redis_url": None, "embedded_redis_path": str(tmp_path / "r.rdb")}
     )
     embedded = client.server.app[EMBEDDED_REDIS]
-    signer = WeChatSigner(settings)
     pid = embedded._server.pid
     os.kill(pid, signal.SIGSTOP)
     try:
         started = time.monotonic()
-        status, _, _ = await post(
-            client, signer, text_xml(ACCOUNT, OPENID, "你好", next_msg_id()),
-            int(clock.timestamp()),
-        )
+        status, _ = await greet(client, settings, clock, next_msg_id())
         # Answered well inside WeChat's 5 s, with a status WeChat retries.
         assert status == 503
         assert time.monotonic() - started < 4.5
@@ -411,10 +399,7 @@ async def test_a_frozen_redis_fails_callbacks_fast_and_is_not_restarted_under_it
         os.kill(pid, signal.SIGCONT)
 
     async def answered() -> bool:
-        status, _, _ = await post(
-            client, signer, text_xml(ACCOUNT, OPENID, "你好", next_msg_id()),
-            int(clock.timestamp()),
-        )
+        status, _ = await greet(client, settings, clock, next_msg_id())
         return status == 200
 
     await eventually(answered, timeout=15)
