@@ -12,6 +12,15 @@ user's answer; routes filtered with ``pending=action`` see the next message firs
 State lives in Redis (one small JSON value per user and channel), never in
 memory, so any web process can take the next message. Whether it is still alive
 is judged by the app clock (``expires_at``); Redis' own TTL only sweeps up.
+
+A message is handled at least once (``bot.dedup``): a process that dies mid-handler has
+the same message, with the same dedup key, run again elsewhere. The dialog writes its
+next state before the handler's effect commits or its reply goes out, so each write
+names its writer (the message's dedup key) and keeps the state that message started
+from; the writer's re-run starts from that earlier state and takes the same route with
+the same slots (a finished form leaves a small record for this instead of nothing). A
+later message of the user replaces the record: the old message's re-run is then routed
+as things are now, which is harmless because handlers key their effects by dedup key.
 """
 
 from __future__ import annotations
@@ -34,6 +43,13 @@ _COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 CANCELLED = "好的，已取消。有需要随时找我～"
 # Seconds Redis keeps a state past its timeout; expiry itself is judged by the app clock.
 TTL_SLACK = 60
+# Seconds a finished dialog's record (who finished it, from which state) is kept for the
+# re-run of the message that finished it: as long as that message's dedup claim lives
+# (``Settings.dedup_ttl``), past which nothing recognises it as a re-run anyway.
+RERUN_TTL = 600
+# Fields of a stored value besides the state's own: the dedup key of the message that
+# wrote it, and the state that message started from (absent: none).
+WRITER, BEFORE = "writer", "before"
 # A message that fills no slot and is at least this sure of another intent leaves the form.
 LEAVE_CONFIDENCE = 0.5
 # Intents that never pull a user out of a form: they are answers, not requests.
@@ -129,15 +145,20 @@ class DialogState:
     expires_at: float = 0.0  # epoch seconds, app clock
 
     def to_json(self) -> str:
-        value = {
+        return _COMPACT.encode(self.to_value())
+
+    def to_value(self) -> dict[str, Any]:
+        return {
             "form": self.form, "slots": self.slots, "asked": self.asked,
             "pending": self.pending, "data": self.data, "expires_at": self.expires_at,
         }
-        return _COMPACT.encode(value)
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> DialogState:
-        value = json.loads(raw)
+        return cls.from_value(json.loads(raw))
+
+    @classmethod
+    def from_value(cls, value: Mapping[str, Any]) -> DialogState:
         return cls(
             form=value.get("form"),
             slots=dict(value.get("slots") or {}),
@@ -155,9 +176,13 @@ class _Clock(Protocol):
 class DialogStore:
     """One JSON value per user: ``cb:dlg:{channel}:{user_id}``."""
 
-    def __init__(self, redis: Any, clock: _Clock, batcher: CommandBatcher | None = None) -> None:
+    def __init__(
+        self, redis: Any, clock: _Clock, batcher: CommandBatcher | None = None,
+        rerun_ttl: int = RERUN_TTL,
+    ) -> None:
         self.redis = redis
         self.clock = clock
+        self.rerun_ttl = rerun_ttl
         # Every message reads its sender's state: batched with the other callbacks' reads.
         self._batch = batcher or CommandBatcher(redis)
 
@@ -172,30 +197,62 @@ class DialogStore:
         """The stored value, read in the current batch; ``decode`` makes it a state."""
         return self._batch.execute("GET", self.key(channel, user_id))
 
-    def decode(self, raw: bytes | None) -> DialogState | None:
+    def decode(self, raw: bytes | None, rerun_of: str | None = None) -> DialogState | None:
+        """The live state in ``raw``. ``rerun_of``: the dedup key of the message about to be
+        handled; if that message wrote ``raw`` (it is being run again after a crash), the
+        state it started from instead."""
         if raw is None:
             return None
         try:
-            state = DialogState.from_json(raw)
+            value = json.loads(raw)
+            if rerun_of is not None and value.get(WRITER) == rerun_of:
+                # Not judged by the clock: it was alive when this message first came, and a
+                # re-run late by a crash must not lose what the first run was answering.
+                before = value.get(BEFORE)
+                return DialogState.from_value(before) if before else None
+            state = DialogState.from_value(value)
         except (ValueError, TypeError, AttributeError):
             log.warning("unreadable dialog state dropped")
             return None
         if state.expires_at <= self.clock.timestamp():
-            return None
+            return None  # also a finished dialog's record: it has no state of its own
         return state
 
     # Writes are queued, not awaited: the reply need not wait a Redis round trip for them.
     # The batcher sends everything on one connection in order, so the user's next message
     # (whose read is issued later) sees the write. A failed write is logged; the next
     # message then starts afresh, as it would after the state expired.
-    async def save(self, channel: str, user_id: str, state: DialogState, timeout: int) -> None:
+    # ``writer`` and ``before`` (see ``decode``) ride in the same value, so one SET keeps
+    # the state and its re-run record consistent. ``before`` is kept without its own
+    # record: one earlier state at most, never a chain.
+    # A live state's record lives as long as the state (a re-run after that is routed as
+    # a fresh message); a finished dialog's record lives ``rerun_ttl``.
+    async def save(
+        self, channel: str, user_id: str, state: DialogState, timeout: int,
+        writer: str | None = None, before: DialogState | None = None,
+    ) -> None:
         state.expires_at = self.clock.timestamp() + timeout
+        value = state.to_value()
+        if writer is not None:
+            value[WRITER] = writer
+            if before is not None:
+                value[BEFORE] = before.to_value()
         self._batch.execute(
-            "SET", self.key(channel, user_id), state.to_json(), "EX", int(timeout) + TTL_SLACK
+            "SET", self.key(channel, user_id), _COMPACT.encode(value), "EX",
+            int(timeout) + TTL_SLACK,
         ).add_done_callback(_log_lost_write)
 
-    async def clear(self, channel: str, user_id: str) -> None:
-        self._batch.execute("DEL", self.key(channel, user_id)).add_done_callback(_log_lost_write)
+    async def clear(
+        self, channel: str, user_id: str, writer: str | None = None,
+        before: DialogState | None = None,
+    ) -> None:
+        if writer is None or before is None:
+            # Nothing to go back to: no value is what the writer's re-run must find.
+            command: tuple[Any, ...] = ("DEL", self.key(channel, user_id))
+        else:
+            record = _COMPACT.encode({WRITER: writer, BEFORE: before.to_value()})
+            command = ("SET", self.key(channel, user_id), record, "EX", self.rerun_ttl)
+        self._batch.execute(*command).add_done_callback(_log_lost_write)
 
 
 def _log_lost_write(future: asyncio.Future[Any]) -> None:
@@ -232,11 +289,17 @@ class Dialog:
         forms: FormLookup | None = None,
         call: Caller | None = None,
         unavailable: str | None = None,
+        writer: str | None = None,
     ) -> None:
         self._store = store
         self.channel = channel
         self.user_id = user_id
         self.state = state
+        # The message's dedup key and the state it started from, stored with every write
+        # (see the module docstring). States are replaced during a message, never edited
+        # in place, so ``_before`` stays what was loaded.
+        self._writer = writer
+        self._before = state
         self._forms = forms
         self._call = call
         self._unavailable = unavailable
@@ -293,7 +356,7 @@ class Dialog:
         self.touched = True
         self.state = None
         if self._stored:
-            await store.clear(self.channel, self.user_id)
+            await store.clear(self.channel, self.user_id, self._writer, self._before)
             self._stored = False
 
     # --- what the dispatcher calls --------------------------------------------------------
@@ -402,7 +465,7 @@ class Dialog:
         return reply
 
     async def _save(self, store: DialogStore, state: DialogState, timeout: int) -> None:
-        await store.save(self.channel, self.user_id, state, timeout)
+        await store.save(self.channel, self.user_id, state, timeout, self._writer, self._before)
         self.state = state
         self._stored = True
 

@@ -521,7 +521,8 @@ class Dispatcher(Router):
         elif self.dialogs is not None:
             if prefetched is None:
                 prefetched = self.dialogs.fetch(inbound.channel, inbound.user_id)
-            update.dialog_state = self.dialogs.decode(await prefetched)
+            # A re-run of the message that wrote the state starts from what it saw then.
+            update.dialog_state = self.dialogs.decode(await prefetched, inbound.dedup_key)
         return await self.dispatch(update)
 
     def _flat_routes(self) -> list[Route]:
@@ -576,7 +577,7 @@ class Dispatcher(Router):
         inbound = update.inbound
         return Dialog(
             self.dialogs, str(inbound.channel), inbound.user_id, update.dialog_state,
-            forms=self._form_entry, call=call,
+            forms=self._form_entry, call=call, writer=inbound.dedup_key,
         )
 
     async def dispatch(self, update: Update) -> Reply | None:

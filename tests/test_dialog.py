@@ -14,6 +14,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from bot.channels.inbound import Channel, Inbound
+from bot.chatclient import next_msg_id
 from bot.dialog import (
     CANCELLED, Ask, Dialog, DialogState, DialogStore, DialogUnavailable, Form, Invalid,
 )
@@ -51,7 +52,11 @@ UNDERSTOOD = {
 
 
 def text(body: str, user: str = AUDIENCE, channel: Channel = Channel.WECHAT) -> Inbound:
-    return Inbound(channel=channel, kind="text", user_id=user, to="gh_demo", create_time=0, text=body)
+    # Each message its own MsgId, as WeChat gives them: one dedup key fed again is a re-run.
+    return Inbound(
+        channel=channel, kind="text", user_id=user, to="gh_demo", create_time=0,
+        msg_id=next_msg_id(), text=body,
+    )
 
 
 async def resolve(inbound: Inbound) -> Actor:
@@ -146,7 +151,10 @@ class Story:
 
     async def stored(self, user: str = AUDIENCE, channel: Channel = Channel.WECHAT) -> dict[str, Any] | None:
         raw = await self.redis.get(f"cb:dlg:{channel}:{user}")
-        return None if raw is None else json.loads(raw)
+        value = None if raw is None else json.loads(raw)
+        # A finished dialog leaves only what its last message's re-run needs (its writer
+        # and the state before): no form, no pending action.
+        return value if value and (value.get("form") or value.get("pending")) else None
 
 
 @pytest.fixture
