@@ -41,8 +41,8 @@ from domain.orders import (
     new_secret,
 )
 from domain.pricing import Quote, quote
-from domain.refunds import send_refund
 from domain.promotions import best_discount
+from domain.refunds import RefundAlert, send_refund
 from domain.seating import SeatPlan, best_seats, check_choice
 
 log = logging.getLogger(__name__)
@@ -425,9 +425,18 @@ async def record_payment(
     notice: PaymentNotice,
     now: datetime,
     notify: Notify = _silent,
+    *,
+    reseat: bool = True,
+    alert: RefundAlert | None = None,
 ) -> PaymentOutcome:
     """A payment WeChat Pay confirmed. Idempotent: the transaction id is claimed once, and
-    every later notify of it answers "duplicate" without touching seats or money."""
+    every later notify of it answers "duplicate" without touching seats or money.
+
+    ``reseat``: seats the buyer chose that someone else took meanwhile are replaced by
+    equivalent ones; False: the payment is refunded instead (``unissued``). ``alert``: the
+    duty manager also hears of every payment this refunds (``domain.reconcile``)."""
+    if alert is not None:
+        notify = _telling_manager(notify, alert)
     order = await Order.get_or_none(no=notice.out_trade_no)
     if order is None:
         raise PaymentRefused("unknown_order")
@@ -447,7 +456,19 @@ async def record_payment(
     ):
         # Paid twice for one order (two payment windows): never keep the second payment.
         return await _refund_payment(gateway, order, notice, now, notify, "duplicate_payment")
-    return await _issue(inventory, gateway, order, notice, now, notify)
+    return await _issue(inventory, gateway, order, notice, now, notify, reseat=reseat)
+
+
+def _telling_manager(notify: Notify, alert: RefundAlert) -> Notify:
+    """``notify``, and the duty manager told of each payment refunded, in the same
+    transaction."""
+
+    async def both(event: str, order: Order, *, using: BaseDBAsyncClient, **info: Any) -> None:
+        await notify(event, order, using=using, **info)
+        if event == "payment_refunded":
+            await alert("unissued", info["refund"], order, using=using, reason=info.get("reason"))
+
+    return both
 
 
 def _paid_by(order: Order, notice: PaymentNotice) -> bool:
@@ -506,7 +527,7 @@ async def _set_outcome(notice: PaymentNotice, outcome: str, using: BaseDBAsyncCl
 
 async def _issue(
     inventory: Inventory, gateway: Gateway, order: Order, notice: PaymentNotice, now: datetime,
-    notify: Notify,
+    notify: Notify, *, reseat: bool = True,
 ) -> PaymentOutcome:
     showtime = await Showtime.get(id=order.showtime_id).prefetch_related("hall")  # type: ignore[attr-defined]
     if showtime.cancelled_at is not None:
@@ -525,10 +546,12 @@ async def _issue(
     if not sold.ok:
         # The hold lapsed and someone else bought a seat: find equivalent seats, never
         # force the sale.
-        reseat = await _reseat(inventory, showtime, order, now)
-        if reseat is None:
+        if not reseat:
+            return await _refund_payment(gateway, order, notice, now, notify, "unissued")
+        other = await _reseat(inventory, showtime, order, now)
+        if other is None:
             return await _refund_payment(gateway, order, notice, now, notify, "seats_gone")
-        (seats, hold_id), outcome = reseat, "reseated"
+        (seats, hold_id), outcome = other, "reseated"
     plan = seat_plan(showtime.hall)
     try:
         async with in_transaction() as conn:
@@ -620,6 +643,12 @@ async def _refund_payment(
         # show): its money is already on its way back.
         await _set_outcome(notice, "refunded")
         return PaymentOutcome("refunded", order)
+    issued = (OrderState.ISSUED, OrderState.CHECKED_IN)
+    if order.state in issued and order.transaction_id == notice.transaction_id:
+        # This very payment's tickets were issued meanwhile by whoever else ran it (a
+        # process we took a stale claim over from was slow, not dead): it is not
+        # refunded beside them.
+        return PaymentOutcome("duplicate", order)
     closes = _paid_by(order, notice) or order.state in _UNPAID
     try:
         async with in_transaction() as conn:
@@ -637,7 +666,8 @@ async def _refund_payment(
             )
             await _set_outcome(notice, "refunded", conn)
             await notify(
-                "payment_refunded", order, using=conn, reason=reason, amount_fen=notice.amount_fen
+                "payment_refunded", order, using=conn, reason=reason,
+                amount_fen=notice.amount_fen, refund=refund,
             )
     except TransitionRefused:
         # Another payment of the order (or a refund of it) moved it first: look again.
