@@ -420,6 +420,7 @@ def _scheduler(demo: bool) -> Cleanup:
             gateway=app[PAYMENTS],
             desk_notify=_desk(app),
             refund_alert=app[ticket_api.API].refund_alerts,
+            buyer_notify=app[ticket_api.API].notify,
             feedback_invite=FeedbackMessages(
                 app[SETTINGS].public_url, app[SETTINGS].wecom_agent_id, app[CLOCK],
                 app[SETTINGS].secret_key,

@@ -135,6 +135,8 @@ class Payment(Model):
 
     class Meta:
         table = "payment"
+        # Payments still processing long after their claim: finished by domain.reconcile.
+        indexes = (("outcome", "received_at"),)
 
 
 class RefundState(StrEnum):

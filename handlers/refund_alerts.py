@@ -37,6 +37,14 @@ WHAT = {
         "⚠️ 退款发起失败",
         "多次向微信支付发起退款都没有成功。请在商户平台核实（如商户余额不足）后手动退款。",
     ),
+    "unissued": (
+        "⚠️ 已付款未出票，已全额退款",
+        (
+            "顾客付款后系统出票中断，恢复时未能出票（原座位已被他人购买、场次已取消"
+            "或订单已由另一笔付款支付），系统已原路全额退款并通知顾客。"
+            "如顾客来问，请协助重新购票；多次出现请联系技术支持。"
+        ),
+    ),
     "stalled": (
         "⏳ 退款超过3天未到账",
         "微信支付仍显示处理中。请在商户平台核实这笔退款，必要时联系微信支付客服。",
@@ -72,6 +80,8 @@ class RefundAlerts:
         ]
         if event == "failed" and refund.last_error:
             lines.append(f"最后一次错误：{refund.last_error[:80]}")
+        if event == "unissued" and info.get("reason"):
+            lines.append(f"原因代码：{info['reason']}")
         lines.append(advice)
         payload = {
             "msgtype": "text", "agentid": self.agent_id, "text": {"content": "\n".join(lines)},

@@ -23,6 +23,7 @@ SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 REASONS = {
     "seats_gone": "座位保留已超时，原座位已被他人购买，且没有同样好的空座",
+    "unissued": "您付款后我们的系统出票中断，恢复时您选的座位已被他人购买，未能出票",
     "duplicate_payment": "这笔订单已经支付过了，重复的付款原路退回",
     "change_void": "改签未能完成",
     "showtime_cancelled": "影城取消了这一场",
@@ -97,6 +98,11 @@ class TicketMessages:
             money = f"💰 退款 {amount} 已发起，将原路退回（1–3个工作日到账）。"
             if reason == "showtime_cancelled":
                 text = f"抱歉，{show_line(showtime)} 已取消。\n{money}\n可以回复「买票」选择其他场次。"
+            elif reason == "unissued":
+                text = (
+                    f"抱歉，{REASONS[reason]}。\n{money}\n{show_line(showtime)}\n"
+                    "可以回复「买票」重新选座。"
+                )
             else:
                 text = f"{money}\n{show_line(showtime)}"
                 if REASONS.get(reason):

@@ -10,6 +10,7 @@ from typing import Protocol
 from domain.feedback import Invite
 from domain.refunds import RefundAlert, RefundGateway
 from domain.ticketing import Inventory
+from domain.ticketing import Notify as BuyerNotify
 from domain.workorders import Notify
 from jobs.locks import LeaderLocks
 
@@ -26,6 +27,9 @@ class JobContext:
     gateway: RefundGateway | None = None
     # The duty manager hears of refunds that fail or stall; None: they wait, untold.
     refund_alert: RefundAlert | None = None
+    # What a buyer is told of their order (tickets, a refund); None: payments left
+    # half-done by a dead process are not finished (jobs.payments).
+    buyer_notify: BuyerNotify | None = None
     # Cards and messages about SLA warnings and escalations; None: the SLA job records
     # them on the timeline only.
     desk_notify: Notify | None = None

@@ -7,7 +7,7 @@ import logging
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from jobs import alerts, feedback, holds, retention, schedule, sla
+from jobs import alerts, feedback, holds, payments, retention, schedule, sla
 from jobs.context import JobContext
 
 log = logging.getLogger(__name__)
@@ -16,6 +16,7 @@ log = logging.getLogger(__name__)
 def build_scheduler(ctx: JobContext, demo: bool) -> AsyncIOScheduler:
     scheduler = AsyncIOScheduler(timezone="Asia/Shanghai")
     holds.register(scheduler, ctx)
+    payments.register(scheduler, ctx)  # payments a dead process left half-done
     sla.register(scheduler, ctx)
     alerts.register(scheduler, ctx)  # alert reminders, silences that end
     feedback.register(scheduler, ctx)
