@@ -259,7 +259,7 @@ def _pipeline(understand: Understander | None, late_reply: LateReplySink | None)
             payments=app[PAYMENTS],
             tickets=app[ticket_api.API],
             desk=_desk(app),
-            dialogs=DialogStore(app[REDIS], clock, batcher),
+            dialogs=DialogStore(app[REDIS], clock, batcher, rerun_ttl=settings.dedup_ttl),
             telemetry_rules=telemetry_ingest.StoredRulesBook(lambda: app.get(TELEMETRY)),
             handoffs=handoffs,
         )

@@ -51,6 +51,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from bot.strict import parse_ascii_int
 
 JsonDict = dict[str, Any]
+log = logging.getLogger(__name__)
 
 SIGNATURE_TYPE = "WECHATPAY2-SHA256-RSA2048"
 SIGNTEST_PREFIX = "WECHATPAY/SIGNTEST/"
