@@ -60,9 +60,12 @@ import string
 import subprocess
 import sys
 import tempfile
+import re
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 from pathlib import Path
 from typing import Any
 
@@ -98,6 +101,12 @@ GREETINGS = ("你好", "在吗", "您好")
 SHOWTIMES = ("今天有什么电影", "明天有什么电影", "今天有哪些场次")
 # kind → weight in the mix
 MIX = {"complaint": 30, "fault": 20, "greeting": 17, "showtimes": 18, "handoff": 15}
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+CN_COUNT = {2: "两", 3: "三", 4: "四", 5: "五", 6: "六"}
+PAY_LINK = re.compile(r'/pay/([A-Za-z0-9_.=-]+)')
+ORDER_NO = re.compile(r"订单号\s*([A-Za-z0-9]+)")
+LATE_WAIT = 45.0  # how long a buyer waits for a late reply (outbox) after a 200 "success"
+PAY_TIMEOUT = 20.0
 
 
 def now() -> float:
@@ -515,6 +524,7 @@ class Driver:
         self.rng = rng
         self.tally = Tally()
         self.t0 = now()
+        self.paying: Counter[int] = Counter()  # port → pay-page POSTs in flight (chaos aims at them)
 
     def elapsed(self) -> float:
         return now() - self.t0
@@ -564,6 +574,265 @@ class Driver:
         return "200", (str(doc.get("Content") or doc.get("MsgType") or "") if doc else None)
 
 
+# --------------------------------------------------------------------------- buyers
+
+
+@dataclass
+class Show:
+    """A demo show the buyers race for, as the database has it after ``cinebot demo``."""
+
+    label: str  # "A": a few named seats; "B": best seats by count, until sold out
+    showtime_id: int
+    title: str
+    said: str  # how a buyer names it: 「12月9日19:00沙丘2」
+    hall: str
+    pairs: list[tuple[str, str]] = field(default_factory=list)  # show A: seat pairs people name
+
+
+def _json(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def _blocks(line: str) -> list[list[tuple[int, str]]]:
+    """A layout row → its blocks between aisles: [(seat number, mark), ...]."""
+    out: list[list[tuple[int, str]]] = [[]]
+    col = 0
+    for mark in line:
+        if mark == "_":
+            out.append([])
+            continue
+        col += 1
+        out[-1].append((col, mark))
+    return [b for b in out if b]
+
+
+def _pool(layout: list[str], rows: int = 2, pairs_per_row: int = 3) -> list[tuple[str, str]]:
+    """Adjacent pairs in the middle rows, aligned from a block's edge (no pick of them leaves
+    a lone seat, which the product refuses): a small set of seats, so buyers really collide."""
+    found: list[tuple[str, str]] = []
+    middle = len(layout) // 2 + 1
+    for r in range(middle, middle + rows):
+        if r >= len(layout):  # the back row is couple seats
+            break
+        plain = [b for b in _blocks(layout[r - 1]) if all(m in "SV" for _, m in b) and len(b) % 2 == 0]
+        if not plain:
+            continue
+        block = max(plain, key=len)
+        for i in range(0, min(len(block), 2 * pairs_per_row), 2):
+            found.append((f"{r}排{block[i][0]}座", f"{r}排{block[i + 1][0]}座"))
+    return found
+
+
+async def pick_shows(pg: asyncpg.Connection) -> list[Show]:
+    """Two shows the day after tomorrow (Shanghai), each the only one of its film at its
+    time (so the request names exactly one): A in a large hall, B in the smallest."""
+    day = datetime.now(SHANGHAI).date() + timedelta(days=2)  # clear of midnight mid-run
+    start = datetime(day.year, day.month, day.day, tzinfo=SHANGHAI)
+    rows = await pg.fetch(
+        "SELECT s.id, s.starts_at, f.title, f.aliases, h.name, h.layout FROM showtime s"
+        " JOIN film f ON f.id = s.film_id JOIN hall h ON h.id = s.hall_id"
+        " WHERE s.cancelled_at IS NULL AND s.starts_at >= $1 AND s.starts_at < $2 ORDER BY s.starts_at",
+        start, start + timedelta(days=1))
+    when = Counter((r["title"], r["starts_at"]) for r in rows)
+    unique = [r for r in rows if when[(r["title"], r["starts_at"])] == 1]
+
+    def said(r: Any) -> str:
+        local = r["starts_at"].astimezone(SHANGHAI)
+        aliases = _json(r["aliases"]) or []
+        return f"{day.month}月{day.day}日{local:%H:%M}{aliases[0] if aliases else r['title']}"
+
+    def seats(r: Any) -> int:
+        return sum(len(b) for line in _json(r["layout"]) for b in _blocks(line))
+
+    with_pool = [r for r in unique if len(_pool(_json(r["layout"]))) >= 4]
+    if not with_pool:
+        raise RuntimeError("no demo show with a seat pool for the buyers")
+    a = max(with_pool, key=lambda r: (r["title"].startswith("沙丘"), seats(r)))
+    rest = [r for r in unique if r["id"] != a["id"] and r["starts_at"] != a["starts_at"]] or \
+        [r for r in unique if r["id"] != a["id"]]
+    b = min(rest, key=seats)
+    return [
+        Show("A", a["id"], a["title"], said(a), a["name"], _pool(_json(a["layout"]))),
+        Show("B", b["id"], b["title"], said(b), b["name"]),
+    ]
+
+
+@dataclass
+class Buyer:
+    idx: int
+    openid: str
+    show: Show
+    start: float  # seconds into the traffic
+    double: bool  # presses the pay button on two processes at once
+    count: int = 2
+    outcome: str = ""
+    order_no: str | None = None
+    pays: list[str] = field(default_factory=list)  # each pay POST's outcome, "port:status"
+    messages: list[Message] = field(default_factory=list)
+
+
+def plan_buyers(n: int, seed: int, span: float, shows: list[Show], double_share: float) -> list[Buyer]:
+    rng = random.Random(seed * 7919 + 1)
+    tag = "B" + "".join(rng.choice(string.ascii_letters) for _ in range(2))
+    out = []
+    for i in range(n):
+        show = shows[i % len(shows)]
+        out.append(Buyer(
+            i, make_openid(rng, tag), show, rng.uniform(0.02, 0.8) * span, rng.random() < double_share,
+            count=2 if show.label == "A" else rng.randint(3, 6),
+        ))
+    return out
+
+
+def _reply_kind(text: str) -> str:
+    if "座位：" in text and "确认" in text:
+        return "offer"
+    if "被别人选走" in text or "已经被选走" in text or "换个座位" in text:
+        return "taken"
+    if "没有" in text and "空座" in text:
+        return "sold out"
+    if "每人每场最多" in text:
+        return "per-buyer cap"
+    return "other"
+
+
+class Buyers:
+    """Buyers talking to the bot message by message (each a WeChat callback with its own
+    MsgId and the WeChat retries), then paying on the sandbox pay page."""
+
+    def __init__(self, stack: Stack, driver: Driver, pool: asyncpg.Pool, rng: random.Random) -> None:
+        self.stack = stack
+        self.driver = driver
+        self.pool = pool
+        self.rng = rng
+        self.buyers: list[Buyer] = []
+        self.messages: list[Message] = []
+        self.outcomes: Counter[str] = Counter()
+        self.others: Counter[str] = Counter()  # replies not understood, by their first words
+
+    async def say(self, session: aiohttp.ClientSession, b: Buyer, kind: str, text: str) -> str | None:
+        """One message; its reply (in the callback, or the late reply from the outbox)."""
+        msg_id = next_msg_id()
+        msg = Message(100_000 + len(self.messages), kind, b.openid, text, msg_id,
+                      text_xml(ACCOUNT, b.openid, text, msg_id))
+        self.messages.append(msg)
+        b.messages.append(msg)
+        await self.driver.send(session, msg)
+        if not msg.answered:
+            return None
+        if msg.sync_reply is not None:
+            return msg.sync_reply
+        deadline = now() + LATE_WAIT
+        key = f"late-reply:{msg.dedup_key}"
+        while now() < deadline:
+            try:
+                row = await self.pool.fetchrow(
+                    "SELECT payload FROM outbound_message WHERE idempotency_key = $1", key)
+            except (OSError, asyncpg.PostgresError):
+                row = None
+            if row is not None:
+                return _content(row["payload"])
+            await asyncio.sleep(0.5)
+        return None
+
+    def done(self, b: Buyer, outcome: str) -> None:
+        b.outcome = outcome
+        self.outcomes[outcome] += 1
+
+    async def run(self, session: aiohttp.ClientSession, b: Buyer) -> None:
+        await asyncio.sleep(max(0.0, b.start - self.driver.elapsed()))
+        try:
+            await self._run(session, b)
+        except Exception as exc:  # noqa: BLE001 - one buyer's surprise is a figure, not a crash
+            self.done(b, f"bench error {type(exc).__name__}")
+
+    async def _run(self, session: aiohttp.ClientSession, b: Buyer) -> None:
+        show = b.show
+        if show.label == "A":
+            pairs = self.rng.sample(show.pairs, k=min(3, len(show.pairs)))
+            texts = [f"我想买{show.said} {s1} {s2}的票" for s1, s2 in pairs]
+        else:
+            texts = [f"我想买{CN_COUNT[b.count]}张{show.said}的票"]
+        kind = ""
+        for text in texts:
+            reply = await self.say(session, b, "buy", text)
+            if reply is None:
+                return self.done(b, "no reply to the request")
+            kind = _reply_kind(reply)
+            if kind == "offer":
+                break
+            if kind == "other":
+                self.others[reply[:30]] += 1
+                return self.done(b, "request answered otherwise")
+        if kind != "offer":
+            return self.done(b, f"gave up: {kind}")
+        reply = await self.say(session, b, "buy-confirm", "确认")
+        if reply is None:
+            return self.done(b, "no reply to 确认")
+        link = PAY_LINK.search(reply)
+        if link is None:
+            self.others[reply[:30]] += 1
+            return self.done(b, "确认 answered without a pay link")
+        number = ORDER_NO.search(reply)
+        b.order_no = number.group(1) if number else None
+        await self.pay(session, b, link.group(1))
+
+    async def _post_pay(self, session: aiohttp.ClientSession, b: Buyer, port: int, token: str) -> str:
+        self.driver.paying[port] += 1
+        try:
+            async with session.post(f"http://127.0.0.1:{port}/pay/{token}", allow_redirects=False,
+                                    timeout=aiohttp.ClientTimeout(total=PAY_TIMEOUT)) as resp:
+                await resp.read()
+                outcome = str(resp.status)
+        except asyncio.TimeoutError:
+            outcome = "timeout"
+        except aiohttp.ClientConnectorError:
+            outcome = "refused"
+        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError, aiohttp.ClientPayloadError):
+            outcome = "reset"
+        except aiohttp.ClientError as exc:
+            outcome = f"error:{type(exc).__name__}"
+        finally:
+            self.driver.paying[port] -= 1
+        b.pays.append(f"{port}:{outcome}")
+        return outcome
+
+    async def _page(self, session: aiohttp.ClientSession, port: int, token: str) -> str:
+        try:
+            async with session.get(f"http://127.0.0.1:{port}/pay/{token}",
+                                   timeout=aiohttp.ClientTimeout(total=10)) as resp:
+                return await resp.text()
+        except (aiohttp.ClientError, asyncio.TimeoutError):
+            return ""
+
+    async def pay(self, session: aiohttp.ClientSession, b: Buyer, token: str) -> None:
+        """确认支付 (the sandbox form's POST; 303 = the bank paid and the notify was taken);
+        a double click presses it on two processes at once. A press that fails (the process
+        died under it, a 5xx) is followed, like a person would, by reopening the page on
+        another process: 已支付 → done; the pay button again → one more press."""
+        ports = [w.port for w in self.stack.webs if w.port is not None]
+        if b.double and len(ports) > 1:
+            p1, p2 = self.rng.sample(ports, 2)
+            results = await asyncio.gather(self._post_pay(session, b, p1, token),
+                                           self._post_pay(session, b, p2, token))
+        else:
+            results = [await self._post_pay(session, b, self.rng.choice(ports), token)]
+        if "303" in results:
+            return self.done(b, "paid (double click)" if b.double else "paid")
+        if "409" in results:
+            return self.done(b, "pay page refused (409)")
+        await asyncio.sleep(2.0)
+        port = self.rng.choice(ports)
+        page = await self._page(session, port, token)
+        if "已支付" in page:
+            return self.done(b, "paid (press failed, page says paid)")
+        if "确认支付" in page:
+            again = await self._post_pay(session, b, port, token)
+            if again == "303":
+                return self.done(b, "paid (second press after a failed one)")
+        return self.done(b, "pay failed: " + "/".join(sorted(set(results))))
+
+
 # --------------------------------------------------------------------------- chaos
 
 
@@ -576,14 +845,35 @@ class Chaos:
         self.events: list[str] = []
         self.restarts: list[asyncio.Task[None]] = []
         self.redis_stopped_at: float | None = None
+        self.buyers = False
+        self.restarting: set[str] = set()  # names of processes being restarted
 
     def say(self, text: str) -> None:
         line = f"[{self.driver.elapsed():6.1f}s] chaos: {text}"
         self.events.append(line)
         print(line, file=sys.stderr, flush=True)
 
+    async def aim(self, default: Proc, wait: float = 6.0) -> tuple[Proc, str]:
+        """With buyers on: the web process a pay-page POST is in flight on, waited for up to
+        ``wait`` s (killed under it, the payment is left half-done: the repair job's work)."""
+        if not self.buyers:
+            return default, ""
+        deadline = now() + wait
+        while now() < deadline:
+            busy = [w for w in self.stack.webs if w.alive() and w.name not in self.restarting
+                    and self.driver.paying[w.port or 0] > 0]
+            if busy:
+                await asyncio.sleep(self.rng.uniform(0.0, 0.03))
+                return self.rng.choice(busy), " during a payment"
+            await asyncio.sleep(0.005)
+        return default, " (no payment in flight)"
+
     async def kill_and_restart(self, proc: Proc, session: aiohttp.ClientSession, pause: float = 1.0) -> None:
-        self.say(f"SIGKILL {proc.name} (pid {proc.pid})")
+        why = ""
+        if proc.port is not None:
+            proc, why = await self.aim(proc)
+        self.say(f"SIGKILL {proc.name} (pid {proc.pid}){why}")
+        self.restarting.add(proc.name)
         proc.kill(signal.SIGKILL)
         await asyncio.sleep(pause)
         proc.start()
@@ -596,6 +886,8 @@ class Chaos:
             self.say(f"{proc.name} ready again")
         except RuntimeError as exc:
             self.say(f"{proc.name} failed to come back: {exc}")
+        finally:
+            self.restarting.discard(proc.name)
 
     async def redis_outage(self, seconds: float) -> None:
         assert self.stack.redis is not None and self.stack.redis.popen is not None
@@ -648,6 +940,12 @@ async def pending_work(stack: Stack, rds: aioredis.Redis, pg: asyncpg.Connection
         "SELECT count(*) FROM outbound_message WHERE status = 'pending'"
         " AND (idempotency_key LIKE 'late-reply:%' OR idempotency_key LIKE 'handoff:%')"
     ))
+    # A payment a killed process left half-done is finished by the payment-repair job
+    # (jobs.payments) 2 min after its claim; the order it paid is "paid" until then.
+    out["payments_processing"] = int(await pg.fetchval(
+        "SELECT count(*) FROM payment WHERE outcome = 'processing'"))
+    out["orders_paid_no_tickets"] = int(await pg.fetchval(
+        "SELECT count(*) FROM ticket_order WHERE state = 'paid'"))
     return out
 
 
@@ -688,6 +986,17 @@ class Audit:
     handoff_rows: int = 0
     late_text: dict[str, str] = field(default_factory=dict)  # dedup key → late reply
     orders: int = 0
+    # Money, from the database: payment (one row per payment the notify recorded), refund,
+    # ticket and ticket_order.
+    payments: Counter[str] = field(default_factory=Counter)  # by outcome
+    refunds: Counter[str] = field(default_factory=Counter)  # by "reason/state"
+    orders_by_state: Counter[str] = field(default_factory=Counter)  # orders with a payment
+    tickets_active: int = 0
+    money_lost: list[str] = field(default_factory=list)  # "order: why"
+    double_charged: list[str] = field(default_factory=list)
+    free_tickets: list[str] = field(default_factory=list)
+    paid_no_ticket: list[str] = field(default_factory=list)  # every payment refunded, no ticket
+    double_clicks: Counter[str] = field(default_factory=Counter)  # pay outcomes of double clicks
 
 
 def _content(payload: Any) -> str:
@@ -706,7 +1015,7 @@ def _content(payload: Any) -> str:
 
 
 async def audit(messages: list[Message], stack: Stack, pg: asyncpg.Connection,
-                session: aiohttp.ClientSession, prefix: str) -> Audit:
+                session: aiohttp.ClientSession, prefix: str, buyers: list[Buyer]) -> Audit:
     a = Audit()
     orders = {r["source_key"] for r in await pg.fetch(
         "SELECT source_key FROM work_order WHERE source_key LIKE $1", f"wechat:wechat:m:{prefix}%")}
@@ -751,6 +1060,7 @@ async def audit(messages: list[Message], stack: Stack, pg: asyncpg.Connection,
         "SELECT showtime_id, seat, count(*) FROM ticket WHERE active GROUP BY 1, 2 HAVING count(*) > 1")]
     # What the stand-in received, against the outbox rows that stand for it: a (recipient,
     # content) received more often than there are rows for it was sent twice.
+    await audit_money(a, pg, buyers)
     async with session.get(f"{stack.standin_url}/standin/messages") as resp:
         received = (await resp.json())["messages"]
     got: Counter[tuple[str, str]] = Counter()
@@ -765,6 +1075,60 @@ async def audit(messages: list[Message], stack: Stack, pg: asyncpg.Connection,
         if want[(to, content)] and n > want[(to, content)]:
             a.standin_dupes.append(f"{short_openid(to)} ×{n - want[(to, content)]}: {content[:40]!r}")
     return a
+
+
+async def audit_money(a: Audit, pg: asyncpg.Connection, buyers: list[Buyer]) -> None:
+    """Every payment recorded either issued its order's tickets or was refunded (a refund
+    row); no order keeps two payments; no active ticket without a payment kept for it."""
+    pays: dict[int, list[Any]] = defaultdict(list)
+    for r in await pg.fetch("SELECT order_id, transaction_id, outcome FROM payment ORDER BY id"):
+        pays[r["order_id"]].append(r)
+        a.payments[r["outcome"]] += 1
+    refunds: Counter[int] = Counter()
+    for r in await pg.fetch("SELECT order_id, reason, state FROM refund"):
+        refunds[r["order_id"]] += 1
+        a.refunds[f"{r['reason']}/{r['state']}"] += 1
+    tickets: dict[int, list[Any]] = defaultdict(list)
+    for r in await pg.fetch("SELECT order_id, seat, active FROM ticket"):
+        tickets[r["order_id"]].append(r)
+    orders = {r["id"]: r for r in await pg.fetch(
+        "SELECT id, no, state, transaction_id FROM ticket_order")}
+    for oid in set(pays) | set(tickets):
+        order = orders[oid]
+        if oid in pays:
+            a.orders_by_state[order["state"]] += 1
+        issued = [t for t in tickets.get(oid, [])]
+        active = [t for t in issued if t["active"]]
+        a.tickets_active += len(active)
+        left = refunds[oid]  # refund rows not yet matched to a payment
+        kept = []  # payments whose money the cinema keeps
+        for pay in pays.get(oid, []):
+            if pay["outcome"] in ("issued", "reseated"):
+                kept.append(pay)
+                if not issued or order["transaction_id"] != pay["transaction_id"]:
+                    a.money_lost.append(f"{order['no']}: payment {pay['outcome']} but its tickets are missing")
+            elif pay["outcome"] == "refunded" and left > 0:
+                left -= 1
+            elif pay["outcome"] == "refunded":
+                kept.append(pay)
+                a.money_lost.append(f"{order['no']}: payment marked refunded, no refund recorded")
+            else:
+                kept.append(pay)
+                a.money_lost.append(f"{order['no']}: payment still {pay['outcome']}, no tickets, no refund")
+        if len(kept) > 1:
+            a.double_charged.append(f"{order['no']}: {len(kept)} payments kept "
+                                    f"({', '.join(p['outcome'] for p in pays[oid])})")
+        if active and not any(p["outcome"] in ("issued", "reseated") for p in pays.get(oid, [])):
+            a.free_tickets.append(f"{order['no']} ({order['state']}): {len(active)} active ticket(s)"
+                                  f" without a payment kept for them")
+        if pays.get(oid) and not issued and not kept:
+            a.paid_no_ticket.append(order["no"])
+    by_no = {r["no"]: r["id"] for r in orders.values()}
+    for b in buyers:
+        if b.double and b.order_no and b.order_no in by_no:
+            oid = by_no[b.order_no]
+            outcomes = sorted(p["outcome"] for p in pays.get(oid, []))
+            a.double_clicks[" + ".join(outcomes) or "no payment"] += 1
 
 
 def grep_logs(stack: Stack, needles: list[str], limit: int = 12) -> list[str]:
@@ -820,6 +1184,20 @@ async def run(args: argparse.Namespace, stack: Stack) -> int:
 
     rng = random.Random(args.seed)
     messages = plan(args.messages, args.seed)
+    pg_dsn = stack.pg_url.replace("postgres://", "postgresql://", 1)
+    shows: list[Show] = []
+    if args.buyers:
+        pg0 = await asyncpg.connect(pg_dsn)
+        try:
+            shows = await pick_shows(pg0)
+        finally:
+            await pg0.close()
+        for show in shows:
+            extra = (f", seats {' '.join(s for pair in show.pairs for s in pair)}" if show.pairs
+                     else ", best seats by count until sold out")
+            print(f"  buyers' show {show.label}: 《{show.title}》 {show.said} {show.hall}{extra}",
+                  file=sys.stderr)
+    buyers = plan_buyers(args.buyers, args.seed, args.messages / args.rate, shows, args.double_click)
     prefix = messages[0].openid[:6]
     signer = WeChatSigner(Settings(), ACCOUNT)
     connector = aiohttp.TCPConnector(limit=0, force_close=True)
@@ -834,11 +1212,16 @@ async def run(args: argparse.Namespace, stack: Stack) -> int:
         print(f"  {args.web} web + {args.workers} worker processes ready in {now() - started:.1f} s;"
               f" budget {args.budget} s; {len(messages)} messages at {args.rate}/s"
               f" from {len({m.openid for m in messages})} openids"
+              + (f"; {len(buyers)} buyers" if buyers else "")
               + ("" if args.chaos else "; no chaos (control run)"), file=sys.stderr, flush=True)
 
         driver = Driver(stack, signer, rng)
         span = len(messages) / args.rate
         chaos = Chaos(stack, driver, args.redis_outage, rng)
+        chaos.buyers = bool(buyers)
+        pool = await asyncpg.create_pool(pg_dsn, min_size=1, max_size=4)
+        shop = Buyers(stack, driver, pool, random.Random(args.seed + 17))
+        shop.buyers = buyers
         chaos_task = asyncio.create_task(chaos.run(session, span)) if args.chaos else None
         stop_progress = asyncio.Event()
 
@@ -847,21 +1230,24 @@ async def run(args: argparse.Namespace, stack: Stack) -> int:
                 t = driver.tally
                 o = t.outcomes
                 other5 = sum(n for k, n in o.items() if k.startswith("5") and k != "503")
-                print(f"[{driver.elapsed():6.1f}s] sent {t.sent}/{len(messages)} answered {t.answered}"
+                bought = (f" | buyers done {sum(shop.outcomes.values())}/{len(buyers)}" if buyers else "")
+                print(f"[{driver.elapsed():6.1f}s] sent {t.sent}/{len(messages)}+ answered {t.answered}"
                       f" in flight {t.sent - t.finished} | attempts {t.attempts}: 503 {o['503']},"
                       f" other 5xx {other5}, timeout {o['timeout']}, refused {o['refused']},"
-                      f" reset {o['reset']}", file=sys.stderr, flush=True)
+                      f" reset {o['reset']}{bought}", file=sys.stderr, flush=True)
                 try:
                     await asyncio.wait_for(stop_progress.wait(), 5)
                 except asyncio.TimeoutError:
                     pass
 
         ticker = asyncio.create_task(progress())
-        tasks = []
+        tasks = [asyncio.create_task(shop.run(session, b)) for b in buyers]
         for i, msg in enumerate(messages):
             await asyncio.sleep(max(0.0, i / args.rate - driver.elapsed()))
             tasks.append(asyncio.create_task(driver.send(session, msg)))
         await asyncio.gather(*tasks)
+        await pool.close()
+        messages = messages + shop.messages
         if chaos_task is not None:
             await chaos_task
         traffic_s = driver.elapsed()
@@ -871,18 +1257,20 @@ async def run(args: argparse.Namespace, stack: Stack) -> int:
         rds = aioredis.Redis.from_url(stack.redis_url, socket_timeout=5)
         pg = await asyncpg.connect(stack.pg_url.replace("postgres://", "postgresql://", 1))
         try:
-            settle_s, left = await settle(stack, rds, pg, args.settle)
-            result = await audit(messages, stack, pg, session, prefix)
+            # Stranded payments are finished 2 min after their claim (+ up to a 30 s tick).
+            limit = max(args.settle, args.buyer_settle) if buyers else args.settle
+            settle_s, left = await settle(stack, rds, pg, limit)
+            result = await audit(messages, stack, pg, session, prefix, buyers)
         finally:
             await pg.close()
             await rds.aclose()
         return report(args, stack, messages, driver, chaos if args.chaos else None, traffic_s,
-                      settle_s, left, result)
+                      settle_s, left, result, shop, shows)
 
 
 def report(args: argparse.Namespace, stack: Stack, messages: list[Message], driver: Driver,
            chaos: Chaos | None, traffic_s: float, settle_s: float, left: dict[str, int],
-           a: Audit) -> int:
+           a: Audit, shop: Buyers, shows: list[Show]) -> int:
     o = driver.tally.outcomes
     unauth_500 = sum(n for k, n in o.items() if k.startswith("5") and k != "503")
     by_kind = Counter(m.kind for m in messages)
@@ -895,6 +1283,9 @@ def report(args: argparse.Namespace, stack: Stack, messages: list[Message], driv
         + ("" if all(v == 0 for v in left.values()) else f" (NOT settled: {left})"),
         "  mix: " + ", ".join(f"{k} {n}" for k, n in sorted(by_kind.items())),
     ]
+    for show in shows:
+        lines.append(f"  buyers' show {show.label}: 《{show.title}》 {show.said} {show.hall}"
+                     + (f", {len(show.pairs) * 2} named seats" if show.pairs else ", best seats by count"))
     if chaos:
         lines += ["  chaos events:"] + ["    " + e for e in chaos.events]
     rows = [
@@ -916,6 +1307,21 @@ def report(args: argparse.Namespace, stack: Stack, messages: list[Message], driv
         ("work orders opened by this run's messages", a.orders),
         ("stray work orders (no message of ours)", len(a.stray_orders)),
         ("double-sold seats (active tickets per seat > 1)", len(a.double_sold)),
+        ("buyers", f"{sum(shop.outcomes.values())}"
+         + (f" ({sum(1 for m in shop.messages)} chat messages)" if shop.outcomes else "")),
+        *[(f"  {k}", n) for k, n in sorted(shop.outcomes.items(), key=lambda kv: -kv[1])],
+        ("pay presses (POST /pay)", ", ".join(f"{k} {n}" for k, n in sorted(
+            Counter(p.split(":", 1)[1] for b in shop.buyers for p in b.pays).items())) or "-"),
+        ("payments recorded, by outcome", ", ".join(f"{k} {n}" for k, n in sorted(a.payments.items())) or "-"),
+        ("refunds, by reason/state", ", ".join(f"{k} {n}" for k, n in sorted(a.refunds.items())) or "-"),
+        ("paid orders, by state", ", ".join(f"{k} {n}" for k, n in sorted(a.orders_by_state.items())) or "-"),
+        ("active tickets", a.tickets_active),
+        ("double clicks, payments per order", ", ".join(
+            f"{k} ×{n}" for k, n in sorted(a.double_clicks.items())) or "-"),
+        ("paid, every payment refunded, no ticket", len(a.paid_no_ticket)),
+        ("money lost (payment: no tickets, no refund)", len(a.money_lost)),
+        ("double-charged (order keeps 2 payments)", len(a.double_charged)),
+        ("free tickets (active, no payment kept)", len(a.free_tickets)),
         ("outbox rows (late replies / hand-offs)", f"{a.late_rows} / {a.handoff_rows}"),
         ("  by status", ", ".join(f"{k} {n}" for k, n in sorted(a.outbox_status.items())) or "-"),
         ("  lapsed claims (worker died mid-send)", a.outbox_lapses),
@@ -942,9 +1348,17 @@ def report(args: argparse.Namespace, stack: Stack, messages: list[Message], driv
         ("0 double-sold", not a.double_sold),
         ("0 unauthenticated 500s", unauth_500 == 0),
     ]
+    if shop.outcomes:
+        targets += [
+            ("0 money lost", not a.money_lost),
+            ("0 double-charged", not a.double_charged),
+            ("0 free tickets", not a.free_tickets),
+        ]
     lines.append("")
     lines.append(f"  {len(a.lost)} lost, {len(a.twice)} handled twice, {len(a.double_sold)} double-sold, "
-                 f"{unauth_500} unauthenticated 500s")
+                 f"{unauth_500} unauthenticated 500s"
+                 + (f", {len(a.money_lost)} money lost, {len(a.double_charged)} double-charged, "
+                    f"{len(a.free_tickets)} free tickets" if shop.outcomes else ""))
     lines += [f"  {'PASS' if ok else 'FAIL'}  {name}" for name, ok in targets]
     failed = not all(ok for _, ok in targets)
 
@@ -967,6 +1381,18 @@ def report(args: argparse.Namespace, stack: Stack, messages: list[Message], driv
             lines += describe(m, why)
     if a.stray_orders:
         lines += ["", "stray work orders: " + ", ".join(a.stray_orders[:10])]
+    for title, found in (("double-sold", [f"showtime {r[0]} seat {r[1]} ×{r[2]}" for r in a.double_sold]),
+                         ("money lost", a.money_lost), ("double-charged", a.double_charged),
+                         ("free tickets", a.free_tickets),
+                         ("paid, every payment refunded, no ticket", a.paid_no_ticket)):
+        if found:
+            lines += ["", f"{title} ({len(found)}):"] + ["  " + f for f in found[:10]]
+            for item in found[:5]:
+                number = item.split(":")[0].split(" ")[0]
+                lines += grep_logs(stack, [number], limit=6)
+    if shop.others:
+        lines += ["", "buyers' replies not understood: "
+                  + "; ".join(f"{k!r} ×{n}" for k, n in shop.others.most_common(6))]
     if a.standin_dupes:
         lines += ["", "outbox messages the stand-in received more than once:"]
         lines += ["  " + d for d in a.standin_dupes[:10]]
@@ -992,11 +1418,20 @@ def main(argv: list[str] | None = None) -> int:
     # A hand-off request taken by a process that was then killed waits in the work list
     # for handlers.handoff.STALE_S (60 s) before another process requeues it.
     p.add_argument("--settle", type=float, default=90.0, help="seconds to wait for the backlog")
+    p.add_argument("--buyers", type=int, default=None,
+                   help="ticket buyers racing for two demo shows (default: messages / 25; 0: none)")
+    p.add_argument("--double-click", type=float, default=0.25,
+                   help="share of buyers pressing the pay button on two processes at once")
+    p.add_argument("--buyer-settle", type=float, default=180.0,
+                   help="settle limit with buyers: the repair job finishes stranded payments"
+                        " 2 min after their claim")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--keep", action="store_true", help="keep the temp dir (logs) even on success")
     args = p.parse_args(argv)
     if args.duration:
         args.messages = max(1, int(args.rate * args.duration))
+    if args.buyers is None:
+        args.buyers = args.messages // 25
     if args.web < 1 or (args.chaos and args.workers < 1):
         p.error("chaos needs at least one web process and one worker")
 
