@@ -62,7 +62,8 @@ async def test_metrics_count_requests_latency_handler_errors_and_retries(
     status, reply = await callbacks.wechat_post(text_xml("gh_demo", OPENID, "炸了", next_msg_id()))
     assert status == 200 and reply["Content"] == SORRY
     assert (await client.get("/healthz")).status == 200
-    assert (await client.post("/wechat/callback", data=b"<xml/>")).status == 400  # unsigned
+    # Unsigned plaintext: refused before anything else in safe mode (the default).
+    assert (await client.post("/wechat/callback", data=b"<xml/>")).status == 403
 
     resp = await client.get("/metrics")
     assert resp.status == 200
@@ -78,7 +79,7 @@ async def test_metrics_count_requests_latency_handler_errors_and_retries(
 
     found = samples(exposition)
     assert value(found, "cinebot_http_requests_total", route="/wechat/callback", status="200") == 3
-    assert value(found, "cinebot_http_requests_total", route="/wechat/callback", status="400") == 1
+    assert value(found, "cinebot_http_requests_total", route="/wechat/callback", status="403") == 1
     assert value(found, "cinebot_http_requests_total", route="/healthz", status="200") == 1
     assert value(found, "cinebot_http_request_seconds_count", route="/wechat/callback") == 4
     assert value(found, "cinebot_dedup_hits_total", channel="wechat") == 1
