@@ -241,28 +241,9 @@ async def move_order(
     Raises TransitionRefused when the row was not in one of ``allowed`` states.
     On success the in-memory ``order`` reflects the change.
     """
-    updated = (
-        await Order.filter(id=order.id, state__in=[s.value for s in allowed])
-        .using_db(using)
-        .update(state=to, **changes)
-    )
-    if updated != 1:
-        raise TransitionRefused("order", order.no, to, tuple(allowed))
-    before = order.state
-    order.state = to
-    for name, value in changes.items():
-        setattr(order, name, value)
-    await audit.record(
-        entity="order",
-        entity_id=order.no,
-        action=to.value,
-        actor=actor,
-        at=at,
-        cinema_id=order.cinema_id,
-        from_state=str(before),
-        to_state=to.value,
-        detail=detail,
-        using=using,
+    await _move(
+        Order, order, "order", order.no, to, allowed, actor=actor, at=at,
+        cinema_id=order.cinema_id, using=using, detail=detail, changes=changes,
     )
 
 
@@ -280,18 +261,41 @@ async def move_refund(
 ) -> None:
     """The one way a refund changes state, as ``move_order`` is for orders: a guarded
     UPDATE whose row count is checked, and an audit row. Raises TransitionRefused."""
+    await _move(
+        Refund, refund, "refund", refund.no, to, allowed, actor=actor, at=at,
+        cinema_id=cinema_id, using=using, detail=detail, changes=changes,
+    )
+
+
+async def _move(
+    model: type[Model],
+    row: Any,
+    entity: str,
+    key: str,
+    to: StrEnum,
+    allowed: tuple[StrEnum, ...],
+    *,
+    actor: str,
+    at: datetime,
+    cinema_id: int | None,
+    using: BaseDBAsyncClient | None,
+    detail: dict[str, Any] | None,
+    changes: dict[str, Any],
+) -> None:
+    """A guarded UPDATE of ``row`` (it must still be in one of ``allowed``), its row count
+    checked, the in-memory row brought along, and an audit row."""
     updated = (
-        await Refund.filter(id=refund.id, state__in=[s.value for s in allowed])
+        await model.filter(id=row.id, state__in=[s.value for s in allowed])
         .using_db(using)
         .update(state=to, **changes)
     )
     if updated != 1:
-        raise TransitionRefused("refund", refund.no, to, tuple(allowed))
-    before = refund.state
-    refund.state = to
+        raise TransitionRefused(entity, key, to, tuple(allowed))
+    before = row.state
+    row.state = to
     for name, value in changes.items():
-        setattr(refund, name, value)
+        setattr(row, name, value)
     await audit.record(
-        entity="refund", entity_id=refund.no, action=to.value, actor=actor, at=at,
+        entity=entity, entity_id=key, action=to.value, actor=actor, at=at,
         cinema_id=cinema_id, from_state=str(before), to_state=to.value, detail=detail, using=using,
     )
