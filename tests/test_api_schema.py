@@ -15,6 +15,7 @@ per database; ``CINEBOT_SCHEMA_EXAMPLES`` raises it for a deeper local run.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import socket
 import time
@@ -135,7 +136,9 @@ def _run(
             generation_mode=mode, path_parameters=fixed or None
         )
     except Exception as exc:  # e.g. nothing negative can be made of a fixed path
-        found.failures.append(f"{operation.label} [{caller.name}, {mode.value}]: no strategy: {exc}")
+        found.failures.append(
+            f"{operation.label} [{caller.name}, {mode.value}]: no strategy: {exc}"
+        )
         return
 
     @hypothesis.settings(
@@ -244,3 +247,19 @@ async def test_the_summarys_dates_are_refused_the_same_way(
 async def test_an_empty_filter_is_no_filter_as_documented(client: TestClient) -> None:
     resp = await client.get("/api/showtimes", params={"date": "", "film_id": "", "cinema_id": ""})
     assert resp.status == 200
+
+
+@pytest.mark.parametrize("text", ["\u0000", "tmpl\u0000id", "\ud800"])
+async def test_text_no_database_can_store_is_refused_not_a_500(
+    client: TestClient, clock: FakeClock, text: str
+) -> None:
+    """Found on PostgreSQL: a NUL in a JSON string reached the database (500, "invalid byte
+    sequence for encoding UTF8: 0x00"); a lone surrogate would fail the same way."""
+    token = session_token(client.app[API].secret_key, BUYER, clock.now())
+    body = json.dumps({"template_id": text}).encode()  # ASCII escapes, as a client sends them
+    resp = await client.post(
+        "/api/feedback/consent", data=body,
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    assert resp.status == 400, await resp.text()
+    assert (await resp.json())["code"] == "bad_json"

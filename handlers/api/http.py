@@ -124,7 +124,24 @@ async def read_json(request: web.Request) -> dict[str, Any]:
         raise Problem(400, "bad_json", "请求内容不是有效的 JSON。") from None
     if not isinstance(body, dict):
         raise Problem(400, "bad_json", "请求内容应为 JSON 对象。")
+    if not _storable(body):
+        # JSON may spell NUL (\u0000) and lone surrogates (\ud800); no text column
+        # takes them (PostgreSQL refuses NUL outright), so they are bad input, not a 500.
+        raise Problem(400, "bad_json", "请求内容含有无法处理的字符。")
     return body
+
+
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def _storable(value: Any) -> bool:
+    if isinstance(value, str):
+        return _UNSTORABLE.search(value) is None
+    if isinstance(value, dict):
+        return all(_storable(k) and _storable(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_storable(v) for v in value)
+    return True
 
 
 def invalid(field: str, what: str) -> Problem:
