@@ -71,10 +71,10 @@ import xmltodict  # noqa: E402
 from aiohttp import web  # noqa: E402
 from yarl import URL  # noqa: E402
 
-from bot import eventloop  # noqa: E402
+from bot.infra import eventloop  # noqa: E402
 from bot.channels.security import sha1_signature  # noqa: E402
 from bot.chatclient import WeChatSigner, next_msg_id, text_xml  # noqa: E402
-from bot.settings import Settings  # noqa: E402
+from bot.infra.settings import Settings  # noqa: E402
 
 TARGET_RATE = 1000.0  # msg/s
 TARGET_P99_MS = 50.0
@@ -196,7 +196,7 @@ class _Profiler:
 
 
 async def _serve(kind: str, profile: str) -> None:
-    from bot.logs import configure_logging
+    from bot.infra.logs import configure_logging
 
     settings = Settings.from_env(env_file=None)
     configure_logging(settings.log_level, settings.log_format)
@@ -773,7 +773,7 @@ def _report(
         if o.redis_leaked:
             print(
                 "  NOTE: the embedded redis-server was still running after the app shut down"
-                " (bot/storage.py open_redis/EmbeddedRedis.stop); the benchmark stopped it"
+                " (bot/infra/storage.py open_redis/EmbeddedRedis.stop); the benchmark stopped it"
             )
         for path in o.profile_files:
             print(f"  profile written: {path}")

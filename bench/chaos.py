@@ -80,8 +80,8 @@ import redis.asyncio as aioredis  # noqa: E402
 from bot.channels import Channel, Inbound  # noqa: E402
 from bot.chatclient import WeChatSigner, next_msg_id, text_xml  # noqa: E402
 from bot.dedup import JOURNAL_KEY  # noqa: E402
-from bot.logs import short_openid  # noqa: E402
-from bot.settings import Settings  # noqa: E402
+from bot.infra.logs import short_openid  # noqa: E402
+from bot.infra.settings import Settings  # noqa: E402
 from handlers.handoff import QUEUE as HANDOFF_QUEUE  # noqa: E402
 from handlers.handoff import WORK as HANDOFF_WORK  # noqa: E402
 

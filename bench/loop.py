@@ -44,7 +44,7 @@ if str(ROOT) not in sys.path:
 import aiohttp  # noqa: E402
 
 from bot.chatclient import WeChatSigner, event_xml, next_msg_id, text_xml  # noqa: E402
-from bot.settings import Settings  # noqa: E402
+from bot.infra.settings import Settings  # noqa: E402
 
 TARGET_P99 = 5.0
 SEATS = [(r, c) for r in range(3, 14) for c in range(2, 24)]

@@ -62,9 +62,9 @@ import aiohttp  # noqa: E402
 import redis.asyncio as aioredis  # noqa: E402
 
 import domain  # noqa: E402
-from bot.clock import SystemClock  # noqa: E402
+from bot.infra.clock import SystemClock  # noqa: E402
 from bot.sender import ApiTransport, OutboxSender, SenderPolicy  # noqa: E402
-from bot.storage import EmbeddedRedis, open_database  # noqa: E402
+from bot.infra.storage import EmbeddedRedis, open_database  # noqa: E402
 from bot.wxapi import WeChatApi, WeComApi  # noqa: E402
 from domain import outbox  # noqa: E402
 from domain.outbox import OutboundMessage, OutboundStatus  # noqa: E402

@@ -83,7 +83,7 @@ if str(ROOT) not in sys.path:
 import redis.asyncio as aioredis  # noqa: E402
 
 from bot.seatlocks import SeatInventory, Sold, new_hold_id  # noqa: E402
-from bot.storage import EmbeddedRedis  # noqa: E402
+from bot.infra.storage import EmbeddedRedis  # noqa: E402
 
 TARGET_RATE = 5000.0  # attempts/s, Redis side
 TARGET_RATIO = 3.0  # Redis ÷ row locks

@@ -25,21 +25,21 @@ from bot.callbacks import CallbackEndpoint, LateReplySink
 from bot.channels import Inbound
 from bot.channels.wechat import WeChatCodec
 from bot.channels.wecom import WeComCodec
-from bot.clock import Clock, SystemClock
+from bot.infra.clock import Clock, SystemClock
 from bot.dedup import Deduplicator, ProcessLease
 from bot.dialog import DialogStore
-from bot.metrics import CONTENT_TYPE_LATEST, Metrics
+from bot.infra.metrics import CONTENT_TYPE_LATEST, Metrics
 from bot.nlu.catalog import FilmEntry
 from bot.nlu import sentiment as feedback_text
 from bot.nlu.engine import NluEngine
-from bot.redisbatch import CommandBatcher
+from bot.infra.redisbatch import CommandBatcher
 from bot.replies import Reply
 from bot.router import Dispatcher, Understander
 from bot.seatlocks import SeatInventory, Sold
 from bot.sender import ApiTransport, OutboxSender, SenderPolicy
-from bot.settings import Settings
-from bot.outage import STORE_DOWN, OutageLog
-from bot.storage import EmbeddedRedis, open_database, open_redis
+from bot.infra.settings import Settings
+from bot.infra.outage import STORE_DOWN, OutageLog
+from bot.infra.storage import EmbeddedRedis, open_database, open_redis
 from bot.wxapi import WeChatApi, WeComApi
 from domain import demo as demo_data
 from domain import outbox, telemetry_minutes, ticketing

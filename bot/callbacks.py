@@ -20,11 +20,11 @@ from aiohttp import web
 
 from bot.channels import CallbackRejected, Inbound
 from bot.channels.inbound import Channel
-from bot.clock import Clock
+from bot.infra.clock import Clock
 from bot.dedup import ClaimState, Deduplicator
-from bot.logs import short_openid
-from bot.outage import STORE_DOWN, OutageLog
-from bot.metrics import Metrics
+from bot.infra.logs import short_openid
+from bot.infra.outage import STORE_DOWN, OutageLog
+from bot.infra.metrics import Metrics
 from bot.replies import Reply
 from bot.router import Dispatcher
 

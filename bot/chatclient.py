@@ -20,7 +20,7 @@ from wechatpy.crypto import WeChatCrypto
 from wechatpy.enterprise.crypto import WeChatCrypto as WeComCrypto
 
 from bot.channels.security import sha1_signature
-from bot.settings import Settings
+from bot.infra.settings import Settings
 
 _counter = itertools.count(int(time.time() * 1000) % 10**9 * 1000)
 

@@ -16,11 +16,11 @@ from typing import Any
 from aiohttp import web
 
 import domain
-from bot import eventloop
-from bot.clock import SystemClock
-from bot.logs import configure_logging, short_openid
-from bot.settings import Settings, SettingsError
-from bot.storage import open_database
+from bot.infra import eventloop
+from bot.infra.clock import SystemClock
+from bot.infra.logs import configure_logging, short_openid
+from bot.infra.settings import Settings, SettingsError
+from bot.infra.storage import open_database
 
 log = logging.getLogger("cinebot")
 
@@ -197,7 +197,7 @@ def cmd_staff_token(args: argparse.Namespace) -> int:
     """A check-in token for a gate scanner or tablet that calls ``POST /api/checkin``."""
     from datetime import timedelta
 
-    from bot import tokens
+    from bot.infra import tokens
     from domain.people import find_staff
 
     settings = _settings()
@@ -219,7 +219,7 @@ def cmd_showtime(args: argparse.Namespace) -> int:
     from datetime import date, datetime, time, timedelta
 
     from bot.app import INVENTORY, PAYMENTS, init_app, ticket_api
-    from bot.clock import SHANGHAI
+    from bot.infra.clock import SHANGHAI
     from domain import ticketing
     from domain.catalog import Showtime
     from domain.orders import SOLD_STATES, Order
@@ -275,7 +275,7 @@ def cmd_roster(args: argparse.Namespace) -> int:
     """Who is on duty: a day's shifts per team, who is on right now, and adding a shift."""
     from datetime import date, datetime, time, timedelta
 
-    from bot.clock import SHANGHAI
+    from bot.infra.clock import SHANGHAI
     from domain.cinemas import Cinema
     from domain.people import Staff
     from domain.workorders import TEAM_LABELS, Shift, WorkOrderError, add_shift, roster
@@ -536,7 +536,7 @@ def cmd_qr(args: argparse.Namespace) -> int:
         """The WeChat parametric codes (permanent, QR_LIMIT_STR_SCENE), when the API answers."""
         import aiohttp
 
-        from bot.storage import open_redis
+        from bot.infra.storage import open_redis
         from bot.wxapi import WeChatApi
 
         found: dict[str, str] = {}
@@ -624,7 +624,7 @@ class _StreamStats:
         self.first_error = ""
 
     def line(self, sim_t: float | None = None) -> str:
-        from bot.clock import SHANGHAI
+        from bot.infra.clock import SHANGHAI
 
         seconds = max(time.monotonic() - self.started, 1e-6)
         at = (f" · 模拟时间 {datetime.fromtimestamp(sim_t, SHANGHAI):%m-%d %H:%M}"

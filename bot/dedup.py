@@ -36,7 +36,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from bot.redisbatch import CommandBatcher
+from bot.infra.redisbatch import CommandBatcher
 
 log = logging.getLogger(__name__)
 

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from bot.replies import Reply
-from bot.redisbatch import CommandBatcher
+from bot.infra.redisbatch import CommandBatcher
 
 log = logging.getLogger(__name__)
 # json.dumps() with options builds an encoder per call; states are written every turn.

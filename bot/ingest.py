@@ -37,8 +37,8 @@ from typing import Any
 import redis.asyncio as aioredis
 from aiohttp import web
 
-from bot.clock import Clock
-from bot.strict import parse_ascii_int
+from bot.infra.clock import Clock
+from bot.infra.strict import parse_ascii_int
 from domain import devices, projectors
 from domain import alerts as alert_records
 from domain.alerts import SPARK_METRIC, Fired, sparkline

@@ -36,7 +36,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from bot.redisbatch import CommandBatcher
+from bot.infra.redisbatch import CommandBatcher
 
 # Redis keeps a seat key this long after its hold ends; purely housekeeping.
 KEY_SLACK_MS = 60_000

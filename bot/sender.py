@@ -39,9 +39,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from bot.clock import Clock
-from bot.logs import short_openid
-from bot.outage import STORE_DOWN, OutageLog
+from bot.infra.clock import Clock
+from bot.infra.logs import short_openid
+from bot.infra.outage import STORE_DOWN, OutageLog
 
 log = logging.getLogger(__name__)
 

@@ -76,7 +76,7 @@ from zoneinfo import ZoneInfo
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
-from bot.settings import Settings
+from bot.infra.settings import Settings
 
 log = logging.getLogger(__name__)
 

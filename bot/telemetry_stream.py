@@ -44,7 +44,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
 from bot.ingest import Refused, TelemetryIngest, parse_batch
-from bot.outage import OutageLog
+from bot.infra.outage import OutageLog
 
 log = logging.getLogger(__name__)
 

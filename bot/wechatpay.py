@@ -48,7 +48,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from bot.strict import parse_ascii_int
+from bot.infra.strict import parse_ascii_int
 
 JsonDict = dict[str, Any]
 log = logging.getLogger(__name__)

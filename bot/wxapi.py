@@ -34,7 +34,7 @@ from urllib.parse import quote
 import aiohttp
 import redis.asyncio as aioredis
 
-from bot.settings import Settings
+from bot.infra.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ the slower the database, the bigger the batches (instead of a queue of tiny ones
 after it is backed by a committed row — nothing accepted is lost), and a failed flush
 raises in every caller of that batch.
 
-It is the database twin of ``bot.redisbatch.CommandBatcher``.
+It is the database twin of ``bot.infra.redisbatch.CommandBatcher``.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ import time
 from collections import OrderedDict
 
 from bot.channels import Channel, Inbound
-from bot.clock import Clock
+from bot.infra.clock import Clock
 from bot.router import AUDIENCE, UNKNOWN, Actor
 from domain.groupcommit import GroupCommit
 from domain.people import Member, find_staff, touch_members

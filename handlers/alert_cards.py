@@ -23,10 +23,10 @@ from zoneinfo import ZoneInfo
 from tortoise.backends.base.client import BaseDBAsyncClient
 
 from bot.channels import Channel, Inbound
-from bot.clock import Clock
+from bot.infra.clock import Clock
 from bot.replies import Button, Reply
 from bot.router import Actor, Router
-from bot.strict import parse_ascii_int
+from bot.infra.strict import parse_ascii_int
 from bot.wxapi import CARD_MAX_ROWS, button_card
 from domain import alerts
 from domain.cinemas import Cinema

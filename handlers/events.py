@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from bot.channels import Channel, Inbound
-from bot.clock import Clock
+from bot.infra.clock import Clock
 from bot.replies import Reply
 from bot.router import Actor, Router
 from handlers.reference import ReferenceData

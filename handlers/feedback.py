@@ -26,11 +26,11 @@ from datetime import timedelta
 from typing import Any
 
 from bot.channels import Channel, Inbound
-from bot.clock import Clock
+from bot.infra.clock import Clock
 from bot.dialog import Dialog
 from bot.replies import Button, Reply
 from bot.router import Actor, Router, Update
-from bot.settings import Settings
+from bot.infra.settings import Settings
 from domain import feedback as fb
 from domain import touchpoints as tps
 from domain.cinemas import home_cinema

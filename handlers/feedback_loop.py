@@ -18,9 +18,9 @@ from typing import Any, Protocol
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 
-from bot import tokens
-from bot.clock import Clock, local
-from bot.logs import mask_phone
+from bot.infra import tokens
+from bot.infra.clock import Clock, local
+from bot.infra.logs import mask_phone
 from bot.nlu import sentiment
 from bot.qrsheet import survey_url
 from bot.replies import Button, Reply

@@ -21,10 +21,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from bot.clock import Clock
-from bot.logs import mask_phone, short_openid
-from bot.outage import STORE_DOWN, OutageLog
-from bot.redisbatch import CommandBatcher
+from bot.infra.clock import Clock
+from bot.infra.logs import mask_phone, short_openid
+from bot.infra.outage import STORE_DOWN, OutageLog
+from bot.infra.redisbatch import CommandBatcher
 from domain.outbox import Outgoing, insert_many
 from domain.people import member_phones
 from handlers.reference import ReferenceData

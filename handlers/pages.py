@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 import segno
 from aiohttp import web
 
-from bot.tokens import BadToken
+from bot.infra.tokens import BadToken
 from domain.orders import ORDER_STATE_LABELS, Order, OrderState, Ticket, TicketState
 from domain.pricing import format_fen
 from domain.ticketing import TicketingError, checkout, seat_names

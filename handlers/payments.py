@@ -14,8 +14,8 @@ from typing import Any
 
 import aiohttp
 
-from bot import tokens
-from bot.clock import Clock
+from bot.infra import tokens
+from bot.infra.clock import Clock
 from bot.wechatpay import (
     PaymentNotice as WxPaymentNotice,
 )

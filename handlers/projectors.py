@@ -17,10 +17,10 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from bot.channels import Channel, Inbound
-from bot.clock import SHANGHAI, Clock
+from bot.infra.clock import SHANGHAI, Clock
 from bot.replies import Reply
 from bot.router import Actor, Router, Update
-from bot.strict import is_ascii_digits
+from bot.infra.strict import is_ascii_digits
 from domain.people import StaffRole
 from domain.projectors import (
     NO_DATA,

@@ -14,7 +14,7 @@ from typing import Any
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 
-from bot.clock import Clock
+from bot.infra.clock import Clock
 from domain.orders import Order, Refund
 from domain.outbox import enqueue
 from domain.pricing import format_fen

@@ -12,7 +12,7 @@ import re
 from datetime import UTC, date, datetime, time, timedelta
 
 from bot.channels import Channel, Inbound
-from bot.clock import SHANGHAI, Clock
+from bot.infra.clock import SHANGHAI, Clock
 from bot.replies import Reply
 from bot.router import Actor, Router, Update
 from domain.people import Staff, StaffRole

@@ -10,7 +10,7 @@ from collections import defaultdict
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
-from bot.clock import SHANGHAI, Clock, local
+from bot.infra.clock import SHANGHAI, Clock, local
 from bot.replies import Button, Reply
 from bot.router import Actor, Router, Update
 from domain.catalog import Film, Showtime

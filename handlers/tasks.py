@@ -18,11 +18,11 @@ import re
 from typing import Any
 
 from bot.channels import Channel, Inbound
-from bot.clock import Clock
+from bot.infra.clock import Clock
 from bot.dialog import Ask, Dialog, Form
 from bot.replies import Button, Reply
 from bot.router import Actor, Router, Update
-from bot.strict import parse_ascii_int
+from bot.infra.strict import parse_ascii_int
 from domain import alerts
 from domain.people import Staff
 from domain.workorders import (

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from bot.clock import Clock
+from bot.infra.clock import Clock
 from tortoise.backends.base.client import BaseDBAsyncClient
 
 from domain.catalog import Showtime

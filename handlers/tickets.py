@@ -13,11 +13,11 @@ import unicodedata
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
-from bot.clock import SHANGHAI, Clock, local
+from bot.infra.clock import SHANGHAI, Clock, local
 from bot.dialog import Ask, Dialog, Form, Invalid
 from bot.replies import Button, Reply
 from bot.router import Actor, Router, Update
-from bot.strict import parse_ascii_int
+from bot.infra.strict import parse_ascii_int
 from domain import ticketing
 from domain.catalog import Showtime
 from domain.orders import SOLD_STATES, Order, OrderState

@@ -25,8 +25,8 @@ from zoneinfo import ZoneInfo
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 
-from bot.clock import Clock
-from bot.strict import parse_ascii_int
+from bot.infra.clock import Clock
+from bot.infra.strict import parse_ascii_int
 from bot.wxapi import CARD_MAX_ROWS, button_card
 from domain.cinemas import Cinema
 from domain.outbox import OutboundMessage, OutboundStatus, enqueue

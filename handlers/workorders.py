@@ -17,9 +17,9 @@ from datetime import timedelta
 from typing import Any
 
 from bot.channels import Inbound
-from bot.clock import Clock
+from bot.infra.clock import Clock
 from bot.dialog import Ask, Dialog, Form, Invalid
-from bot.logs import short_openid
+from bot.infra.logs import short_openid
 from bot.replies import Button, Reply
 from bot.router import Actor, Router, Update
 from domain import audit

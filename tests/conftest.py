@@ -20,8 +20,8 @@ from aiohttp.test_utils import TestClient
 
 from bot.app import init_app
 from bot.chatclient import WeChatSigner, WeComSigner
-from bot.settings import Settings
-from bot.storage import EmbeddedRedis
+from bot.infra.settings import Settings
+from bot.infra.storage import EmbeddedRedis
 from tests.support import FakeClock
 
 

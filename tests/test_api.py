@@ -19,9 +19,9 @@ import pytest
 import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient, TestServer
 
-from bot import tokens
+from bot.infra import tokens
 from bot.app import init_app
-from bot.settings import Settings
+from bot.infra.settings import Settings
 from bot.standin import STATE, PathOnlyAccessLogger, build_standin_app
 from bot.wxapi import ApiError, WeChatApi
 from domain.cinemas import Cinema

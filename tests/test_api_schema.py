@@ -40,7 +40,7 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
-from bot.settings import Settings
+from bot.infra.settings import Settings
 from bot.standin import PathOnlyAccessLogger, build_standin_app
 from domain.devices import Projector
 from domain.people import Staff, StaffRole

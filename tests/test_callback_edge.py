@@ -21,7 +21,7 @@ from wechatpy.crypto.base import WeChatCipher
 
 from bot.chatclient import WeChatSigner, WeComSigner, event_xml, next_msg_id, text_xml
 from bot.router import Understanding
-from bot.settings import Settings
+from bot.infra.settings import Settings
 from domain.outbox import OutboundMessage
 from domain.people import Member
 from tests.support import nonce, read_metric, wx_signature

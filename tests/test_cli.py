@@ -13,7 +13,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from bot.app import ACTORS
-from bot.settings import Settings
+from bot.infra.settings import Settings
 from bot.channels.inbound import Channel
 from bot.chatclient import next_msg_id, text_xml
 from bot.cli import main
@@ -161,7 +161,7 @@ def test_a_bad_setting_stops_the_long_running_commands_before_they_start(
 def test_a_gate_scanner_token_is_minted_only_for_active_staff(
     cli_env: None, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from bot import tokens
+    from bot.infra import tokens
 
     assert main(["demo"]) == 0
     capsys.readouterr()

@@ -26,7 +26,7 @@ import domain
 from bot.app import DISPATCHER, REDIS, SCHEDULER
 from bot.chatclient import next_msg_id, text_xml
 from bot.replies import Reply
-from bot.storage import open_database, tortoise_config
+from bot.infra.storage import open_database, tortoise_config
 from domain import demo
 from domain.audit import AuditLog
 from domain.catalog import Film, Showtime

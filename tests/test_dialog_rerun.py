@@ -24,7 +24,7 @@ import pytest
 from bot.app import DISPATCHER
 from bot.channels import Channel, Inbound
 from bot.chatclient import next_msg_id
-from bot.clock import SHANGHAI
+from bot.infra.clock import SHANGHAI
 from bot.dialog import DialogState, DialogStore
 from bot.replies import Reply
 from bot.router import Dispatcher

@@ -14,9 +14,9 @@ import pytest
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from bot import eventloop
-from bot.redisbatch import CommandBatcher
-from bot.settings import Settings, SettingsError
+from bot.infra import eventloop
+from bot.infra.redisbatch import CommandBatcher
+from bot.infra.settings import Settings, SettingsError
 
 
 async def _loop_name() -> str:
@@ -41,7 +41,7 @@ def test_without_uvloop_the_server_runs_on_asyncio_and_says_so(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setitem(sys.modules, "uvloop", None)  # `import uvloop` raises ImportError
-    with caplog.at_level(logging.WARNING, logger="bot.eventloop"):
+    with caplog.at_level(logging.WARNING, logger="bot.infra.eventloop"):
         assert eventloop.run(_loop_name(), "uvloop") == "asyncio"
     assert "uvloop is not installed" in caplog.text
 

@@ -16,7 +16,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from bot.app import DISPATCHER, HTTP, REDIS
 from bot.chatclient import event_xml, next_msg_id, text_xml
-from bot.clock import SHANGHAI
+from bot.infra.clock import SHANGHAI
 from bot.nlu import sentiment
 from bot.sender import ApiTransport, OutboxSender
 from bot.standin import PathOnlyAccessLogger, build_standin_app

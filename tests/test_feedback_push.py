@@ -10,7 +10,7 @@ from aiohttp.test_utils import TestClient
 
 from bot.app import REDIS
 from bot.chatclient import next_msg_id, text_xml
-from bot.clock import SHANGHAI
+from bot.infra.clock import SHANGHAI
 from domain import feedback as fb
 from domain.catalog import Showtime
 from domain.feedback import FeedbackInvite, FeedbackResponse, MessageConsent

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import pytest
 
 import domain
-from bot.storage import open_database
+from bot.infra.storage import open_database
 from domain.groupcommit import GroupCommit
 from domain.outbox import OutboundMessage, Outgoing, insert_many
 from domain.people import Member, member_phones, touch_members

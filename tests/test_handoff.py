@@ -10,7 +10,7 @@ import redis.asyncio as aioredis
 
 from bot.app import HANDOFFS, REDIS
 from bot.chatclient import next_msg_id, text_xml
-from bot.redisbatch import CommandBatcher
+from bot.infra.redisbatch import CommandBatcher
 from domain.outbox import OutboundMessage
 from domain.people import Member, Staff
 from handlers.handoff import QUEUE, STALE_S, WORK, HandoffQueue

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from bot.logs import JsonFormatter, RedactingTextFormatter, mask_phone, short_openid
+from bot.infra.logs import JsonFormatter, RedactingTextFormatter, mask_phone, short_openid
 
 OPENID = "oCineBotLogAudience000000042"
 PHONE = "13812341234"

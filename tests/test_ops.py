@@ -169,7 +169,7 @@ async def test_healthz_turns_503_while_redis_is_down_and_recovers(
 def test_request_latency_lands_in_the_buckets_prometheus_would_use() -> None:
     from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
-    from bot.metrics import Metrics
+    from bot.infra.metrics import Metrics
 
     ours = Metrics()
     theirs = CollectorRegistry()

@@ -16,7 +16,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from bot.chatclient import ChatSession, StandinWatcher, card_event_xml, render_for_terminal
-from bot.settings import Settings
+from bot.infra.settings import Settings
 from bot.wxapi import WeComApi, button_card
 
 CINEBOT = str(Path(sys.executable).with_name("cinebot"))
@@ -69,7 +69,7 @@ def server(tmp_path: Path) -> Iterator[str]:
             raise
         assert proc.returncode == 0, err[-3000:]
         assert "Traceback" not in err, err[-3000:]
-        # With only the defaults, the server runs on uvloop (bot.eventloop).
+        # With only the defaults, the server runs on uvloop (bot.infra.eventloop).
         assert '"event_loop": "uvloop"' in err, err[-3000:]
 
 

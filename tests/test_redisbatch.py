@@ -12,8 +12,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import AuthenticationError, NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from bot import redisbatch
-from bot.redisbatch import CommandBatcher, pack
+from bot.infra import redisbatch
+from bot.infra.redisbatch import CommandBatcher, pack
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from typing import Any
 from bot.app import DISPATCHER
 from bot.channels import Channel, Inbound
 from bot.chatclient import next_msg_id
-from bot.clock import SHANGHAI
+from bot.infra.clock import SHANGHAI
 from bot.dialog import DialogStore
 from bot.replies import Reply
 from bot.router import Dispatcher

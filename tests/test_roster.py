@@ -17,7 +17,7 @@ import domain
 from bot.app import REDIS
 from bot.chatclient import next_msg_id, text_xml
 from bot.cli import main
-from bot.storage import open_database
+from bot.infra.storage import open_database
 from domain import demo, workorders
 from domain.audit import AuditLog
 from domain.catalog import Showtime

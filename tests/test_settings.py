@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.settings import Settings, SettingsError
+from bot.infra.settings import Settings, SettingsError
 
 # A valid EncodingAESKey that is not one of the demo keys: 32 bytes, base64, no "=".
 OTHER_AES_KEY = base64.b64encode(bytes(range(100, 132))).decode().rstrip("=")

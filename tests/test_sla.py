@@ -16,7 +16,7 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 
 import domain
 from bot.app import REDIS, SCHEDULER
-from bot.storage import open_database
+from bot.infra.storage import open_database
 from domain import demo, workorders
 from domain.cinemas import Cinema
 from domain.sla import BusinessHours, Mark, clocks

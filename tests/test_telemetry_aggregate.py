@@ -14,8 +14,8 @@ from aiohttp.test_utils import TestClient
 import domain
 from bot.app import TELEMETRY_MINUTES
 from bot.ingest import signed_headers
-from bot.settings import Settings, SettingsError
-from bot.storage import open_database
+from bot.infra.settings import Settings, SettingsError
+from bot.infra.storage import open_database
 from domain.devices import TelemetryMinute, demo_box
 from domain.telemetry_minutes import device_minutes, record_minutes
 from jobs.context import JobContext

@@ -16,7 +16,7 @@ from aiohttp.test_utils import TestClient
 
 import bot.telemetry_stream as stream_module
 from bot.app import TELEMETRY, TELEMETRY_STREAM
-from bot.clock import SystemClock
+from bot.infra.clock import SystemClock
 from bot.ingest import sign
 from bot.telemetry_stream import DEAD_STREAM, GROUP, STREAM
 from domain.devices import DEMO_BOX_ID, AlertRecord, EdgeBox, demo_box, places

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, time, timedelta
 import pytest
 
 from bot.chatclient import event_xml, next_msg_id, text_xml
-from bot.clock import SHANGHAI
+from bot.infra.clock import SHANGHAI
 from domain.catalog import Showtime
 from domain.orders import Order, OrderState, Ticket
 from domain.outbox import OutboundMessage

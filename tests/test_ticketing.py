@@ -30,7 +30,7 @@ import redis.asyncio as aioredis
 
 import domain
 from bot.seatlocks import SeatInventory, Sold
-from bot.storage import open_database
+from bot.infra.storage import open_database
 from domain import demo, outbox, refunds, ticketing
 from domain.audit import AuditLog
 from domain.catalog import Film, Showtime

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.tokens import BadToken, sign, verify
+from bot.infra.tokens import BadToken, sign, verify
 
 KEY = "k" * 32
 

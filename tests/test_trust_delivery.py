@@ -272,7 +272,7 @@ async def test_a_server_killed_right_after_answering_success_loses_nothing(
     work order — exactly one."""
     import sys
 
-    from bot.settings import Settings
+    from bot.infra.settings import Settings
     from tests.support import cinebot_command
 
     ports = [_free_port(), _free_port()]

@@ -15,10 +15,10 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from bot.chatclient import WeChatSigner, WeComSigner, event_xml, next_msg_id, text_xml
-from bot.logs import JsonFormatter, RedactingTextFormatter, mask_phone, redact
+from bot.infra.logs import JsonFormatter, RedactingTextFormatter, mask_phone, redact
 from bot.router import SORRY
-from bot.settings import Settings, SettingsError
-from bot.strict import parse_ascii_int
+from bot.infra.settings import Settings, SettingsError
+from bot.infra.strict import parse_ascii_int
 from domain.people import Member
 from tests.support import nonce, read_metric, wx_signature
 from tests.test_api import api, call, login, standin  # noqa: F401  (fixtures)

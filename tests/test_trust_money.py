@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from bot.settings import Settings, SettingsError
+from bot.infra.settings import Settings, SettingsError
 from bot.wechatpay import SandboxGateway, build_notify
 from domain import demo, refunds, ticketing
 from domain.audit import AuditLog

@@ -25,7 +25,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 import domain
 from bot.sender import ApiTransport, OutboxSender, SenderPolicy, check_lease
 from bot.standin import PathOnlyAccessLogger, build_standin_app
-from bot.storage import open_database
+from bot.infra.storage import open_database
 from bot.wxapi import WeChatApi, WeComApi, button_card
 from domain import outbox
 from domain.outbox import OutboundMessage, OutboundStatus

@@ -16,7 +16,7 @@ from wechatpy.crypto import WeChatCrypto
 from bot.channels import CallbackRejected, Channel
 from bot.channels.wechat import WeChatCodec
 from bot.chatclient import WeChatSigner, event_xml, next_msg_id, text_xml
-from bot.settings import Settings
+from bot.infra.settings import Settings
 from domain.people import Member
 from tests.support import nonce, wx_signature
 

@@ -17,7 +17,7 @@ from wechatpy.enterprise.crypto import WeChatCrypto as WeComCrypto
 from bot.channels import CallbackRejected, Channel
 from bot.channels.wecom import WeComCodec
 from bot.chatclient import WeComSigner, event_xml, next_msg_id, text_xml
-from bot.settings import Settings
+from bot.infra.settings import Settings
 from tests.support import wx_signature
 
 # --- WeCom's official sample -------------------------------------------------------------

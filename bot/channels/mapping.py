@@ -8,7 +8,7 @@ from typing import Any
 
 from bot.channels.inbound import Channel, Inbound
 from bot.channels.security import CallbackRejected
-from bot.strict import parse_ascii_int
+from bot.infra.strict import parse_ascii_int
 
 # WeCom userids are 1–64 bytes; openids are 28 characters.
 MAX_USER_ID_BYTES = 64

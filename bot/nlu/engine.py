@@ -15,7 +15,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from bot.clock import SHANGHAI, Clock
+from bot.infra.clock import SHANGHAI, Clock
 from bot.nlu import tokenizer
 from bot.nlu.catalog import DEFAULT_FILMS, FilmCatalog, FilmEntry
 from bot.nlu.classifier import IntentClassifier, load_or_train

@@ -1,6 +1,6 @@
 """Who is calling the API: a buyer's session token, or a staff member's gate token.
 
-All are ``bot.tokens`` signed tokens (HMAC with ``CINEBOT_SECRET_KEY``), sent
+All are ``bot.infra.tokens`` signed tokens (HMAC with ``CINEBOT_SECRET_KEY``), sent
 as ``Authorization: Bearer <token>``; their purpose says who holds them:
 
 - ``mp``: a mini-program session (``POST /api/login``), value = the openid;
@@ -26,7 +26,7 @@ from datetime import datetime, timedelta
 
 from aiohttp import web
 
-from bot import tokens
+from bot.infra import tokens
 from domain.people import Staff, find_staff, touch_member
 from domain.ticketing import Buyer
 from handlers.api.context import API

@@ -14,7 +14,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from bot.logs import short_openid
+from bot.infra.logs import short_openid
 from bot.wechatpay import PayApiError
 from bot.wxapi import ApiError as WeChatError
 from domain import ticketing

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from bot.clock import Clock
+from bot.infra.clock import Clock
 from bot.wxapi import WeChatApi
 from domain.refunds import RefundAlert
 from domain.ticketing import Inventory

@@ -20,7 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
-from bot.strict import parse_ascii_int
+from bot.infra.strict import parse_ascii_int
 from domain.ticketing import TicketingError
 
 log = logging.getLogger(__name__)

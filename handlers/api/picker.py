@@ -15,7 +15,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from bot.strict import parse_ascii_int
+from bot.infra.strict import parse_ascii_int
 from domain.catalog import Showtime
 from handlers.api.auth import page_token, session_from_token
 from handlers.api.context import ApiContext

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from dotenv import dotenv_values
 
-from bot import eventloop
+from bot.infra import eventloop
 from bot.channels.security import MESSAGE_MODES
 
 PREFIX = "CINEBOT_"
