@@ -72,7 +72,7 @@ from aiohttp import web  # noqa: E402
 from yarl import URL  # noqa: E402
 
 from bot.infra import eventloop  # noqa: E402
-from bot.channels.security import sha1_signature  # noqa: E402
+from bot.chat.channels.security import sha1_signature  # noqa: E402
 from bot.chatclient import WeChatSigner, next_msg_id, text_xml  # noqa: E402
 from bot.infra.settings import Settings  # noqa: E402
 
@@ -98,7 +98,7 @@ MESSAGES: tuple[tuple[str, str], ...] = (
 # 「今晚哪吒2几点」 names the film the form asked for.
 BUY_TEXT = "我想买票"
 FORM_MARKERS = ("想看哪部电影", "要几张", "选哪一场")
-SORRY_MARK = "系统开了个小差"  # bot.router.SORRY: a handler raised
+SORRY_MARK = "系统开了个小差"  # bot.chat.router.SORRY: a handler raised
 _CJK = re.compile(r"[\u4e00-\u9fff]")
 _HEADERS = {"Content-Type": "text/xml"}
 

@@ -77,9 +77,9 @@ import aiohttp  # noqa: E402
 import asyncpg  # noqa: E402
 import redis.asyncio as aioredis  # noqa: E402
 
-from bot.channels import Channel, Inbound  # noqa: E402
+from bot.chat.channels import Channel, Inbound  # noqa: E402
 from bot.chatclient import WeChatSigner, next_msg_id, text_xml  # noqa: E402
-from bot.dedup import JOURNAL_KEY  # noqa: E402
+from bot.chat.dedup import JOURNAL_KEY  # noqa: E402
 from bot.infra.logs import short_openid  # noqa: E402
 from bot.infra.settings import Settings  # noqa: E402
 from handlers.handoff import QUEUE as HANDOFF_QUEUE  # noqa: E402

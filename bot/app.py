@@ -21,20 +21,20 @@ from tortoise.connection import get_connection
 import domain
 from bot import ingest as telemetry_ingest
 from bot import telemetry_stream
-from bot.callbacks import CallbackEndpoint, LateReplySink
-from bot.channels import Inbound
-from bot.channels.wechat import WeChatCodec
-from bot.channels.wecom import WeComCodec
+from bot.chat.callbacks import CallbackEndpoint, LateReplySink
+from bot.chat.channels import Inbound
+from bot.chat.channels.wechat import WeChatCodec
+from bot.chat.channels.wecom import WeComCodec
 from bot.infra.clock import Clock, SystemClock
-from bot.dedup import Deduplicator, ProcessLease
-from bot.dialog import DialogStore
+from bot.chat.dedup import Deduplicator, ProcessLease
+from bot.chat.dialog import DialogStore
 from bot.infra.metrics import CONTENT_TYPE_LATEST, Metrics
 from bot.nlu.catalog import FilmEntry
 from bot.nlu import sentiment as feedback_text
 from bot.nlu.engine import NluEngine
 from bot.infra.redisbatch import CommandBatcher
-from bot.replies import Reply
-from bot.router import Dispatcher, Understander
+from bot.chat.replies import Reply
+from bot.chat.router import Dispatcher, Understander
 from bot.seatlocks import SeatInventory, Sold
 from bot.sender import ApiTransport, OutboxSender, SenderPolicy
 from bot.infra.settings import Settings
@@ -439,7 +439,7 @@ def _scheduler(demo: bool) -> Cleanup:
 
 
 async def _recover_journal(app: web.Application, every: float = 1.0) -> None:
-    """Re-run messages answered by a process that died before handling them (bot.dedup)."""
+    """Re-run messages answered by a process that died before handling them (bot.chat.dedup)."""
     outage = OutageLog(log, "inbound journal: redis unavailable")
     while True:
         await asyncio.sleep(every)

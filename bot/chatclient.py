@@ -19,7 +19,7 @@ import xmltodict
 from wechatpy.crypto import WeChatCrypto
 from wechatpy.enterprise.crypto import WeChatCrypto as WeComCrypto
 
-from bot.channels.security import sha1_signature
+from bot.chat.channels.security import sha1_signature
 from bot.infra.settings import Settings
 
 _counter = itertools.count(int(time.time() * 1000) % 10**9 * 1000)

@@ -4,7 +4,7 @@
 then conversations, and the catch-all help last.
 """
 
-from bot.router import Router
+from bot.chat.router import Router
 
 
 def build_router() -> Router:

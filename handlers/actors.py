@@ -7,9 +7,9 @@ import logging
 import time
 from collections import OrderedDict
 
-from bot.channels import Channel, Inbound
+from bot.chat.channels import Channel, Inbound
 from bot.infra.clock import Clock
-from bot.router import AUDIENCE, UNKNOWN, Actor
+from bot.chat.router import AUDIENCE, UNKNOWN, Actor
 from domain.groupcommit import GroupCommit
 from domain.people import Member, find_staff, touch_members
 

@@ -22,10 +22,10 @@ from zoneinfo import ZoneInfo
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 
-from bot.channels import Channel, Inbound
+from bot.chat.channels import Channel, Inbound
 from bot.infra.clock import Clock
-from bot.replies import Button, Reply
-from bot.router import Actor, Router
+from bot.chat.replies import Button, Reply
+from bot.chat.router import Actor, Router
 from bot.infra.strict import parse_ascii_int
 from bot.wxapi import CARD_MAX_ROWS, button_card
 from domain import alerts

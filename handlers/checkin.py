@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import re
 
-from bot.channels import Channel, Inbound
+from bot.chat.channels import Channel, Inbound
 from bot.infra.clock import Clock
-from bot.replies import Reply
-from bot.router import Actor, Router
+from bot.chat.replies import Reply
+from bot.chat.router import Actor, Router
 from domain import ticketing
 
 router = Router(__name__)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import math
 
-from bot.channels import Channel, Inbound
+from bot.chat.channels import Channel, Inbound
 from bot.infra.clock import Clock
-from bot.replies import Reply
-from bot.router import Actor, Router
+from bot.chat.replies import Reply
+from bot.chat.router import Actor, Router
 from handlers.reference import ReferenceData
 from domain.people import set_subscription
 from handlers.menu import AUDIENCE_MENU, greeting_text, menu_reply

@@ -25,11 +25,11 @@ import re
 from datetime import timedelta
 from typing import Any
 
-from bot.channels import Channel, Inbound
+from bot.chat.channels import Channel, Inbound
 from bot.infra.clock import Clock
-from bot.dialog import Dialog
-from bot.replies import Button, Reply
-from bot.router import Actor, Router, Update
+from bot.chat.dialog import Dialog
+from bot.chat.replies import Button, Reply
+from bot.chat.router import Actor, Router, Update
 from bot.infra.settings import Settings
 from domain import feedback as fb
 from domain import touchpoints as tps

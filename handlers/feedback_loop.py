@@ -23,7 +23,7 @@ from bot.infra.clock import Clock, local
 from bot.infra.logs import mask_phone
 from bot.nlu import sentiment
 from bot.qrsheet import survey_url
-from bot.replies import Button, Reply
+from bot.chat.replies import Button, Reply
 from domain import feedback as fb
 from domain.cinemas import Cinema
 from domain.feedback import Coupon, FeedbackResponse, TextReading, Visit

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.channels import Channel, Inbound
+from bot.chat.channels import Channel, Inbound
 from bot.infra.clock import Clock
-from bot.replies import Reply
+from bot.chat.replies import Reply
 from domain.outbox import enqueue
 
 

@@ -6,9 +6,9 @@ get a plain "not yet" and the phone number, never a button that leads nowhere.
 
 from __future__ import annotations
 
-from bot.channels import Inbound
-from bot.replies import Button, Reply
-from bot.router import Actor, Router, Understanding
+from bot.chat.channels import Inbound
+from bot.chat.replies import Button, Reply
+from bot.chat.router import Actor, Router, Understanding
 from domain.cinemas import Cinema
 from handlers.handoff import HandoffQueue
 from handlers.reference import ReferenceData

@@ -16,10 +16,10 @@ import re
 from datetime import datetime
 from typing import Any, Protocol
 
-from bot.channels import Channel, Inbound
+from bot.chat.channels import Channel, Inbound
 from bot.infra.clock import SHANGHAI, Clock
-from bot.replies import Reply
-from bot.router import Actor, Router, Update
+from bot.chat.replies import Reply
+from bot.chat.router import Actor, Router, Update
 from bot.infra.strict import is_ascii_digits
 from domain.people import StaffRole
 from domain.projectors import (

@@ -11,10 +11,10 @@ import logging
 import re
 from datetime import UTC, date, datetime, time, timedelta
 
-from bot.channels import Channel, Inbound
+from bot.chat.channels import Channel, Inbound
 from bot.infra.clock import SHANGHAI, Clock
-from bot.replies import Reply
-from bot.router import Actor, Router, Update
+from bot.chat.replies import Reply
+from bot.chat.router import Actor, Router, Update
 from domain.people import Staff, StaffRole
 from domain.workorders import TEAM_LABELS, Shift, WorkOrderError, add_shift, roster
 

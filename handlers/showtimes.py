@@ -11,8 +11,8 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from bot.infra.clock import SHANGHAI, Clock, local
-from bot.replies import Button, Reply
-from bot.router import Actor, Router, Update
+from bot.chat.replies import Button, Reply
+from bot.chat.router import Actor, Router, Update
 from domain.catalog import Film, Showtime
 from handlers.reference import ReferenceData
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from bot.channels import Channel, Inbound
-from bot.replies import Reply
-from bot.router import Actor, Router
+from bot.chat.channels import Channel, Inbound
+from bot.chat.replies import Reply
+from bot.chat.router import Actor, Router
 from handlers.reference import ReferenceData
 from handlers.menu import STAFF_MENU, greeting_text
 

@@ -17,11 +17,11 @@ import logging
 import re
 from typing import Any
 
-from bot.channels import Channel, Inbound
+from bot.chat.channels import Channel, Inbound
 from bot.infra.clock import Clock
-from bot.dialog import Ask, Dialog, Form
-from bot.replies import Button, Reply
-from bot.router import Actor, Router, Update
+from bot.chat.dialog import Ask, Dialog, Form
+from bot.chat.replies import Button, Reply
+from bot.chat.router import Actor, Router, Update
 from bot.infra.strict import parse_ascii_int
 from domain import alerts
 from domain.people import Staff

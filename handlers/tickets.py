@@ -14,9 +14,9 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from bot.infra.clock import SHANGHAI, Clock, local
-from bot.dialog import Ask, Dialog, Form, Invalid
-from bot.replies import Button, Reply
-from bot.router import Actor, Router, Update
+from bot.chat.dialog import Ask, Dialog, Form, Invalid
+from bot.chat.replies import Button, Reply
+from bot.chat.router import Actor, Router, Update
 from bot.infra.strict import parse_ascii_int
 from domain import ticketing
 from domain.catalog import Showtime

@@ -16,12 +16,12 @@ import re
 from datetime import timedelta
 from typing import Any
 
-from bot.channels import Inbound
+from bot.chat.channels import Inbound
 from bot.infra.clock import Clock
-from bot.dialog import Ask, Dialog, Form, Invalid
+from bot.chat.dialog import Ask, Dialog, Form, Invalid
 from bot.infra.logs import short_openid
-from bot.replies import Button, Reply
-from bot.router import Actor, Router, Update
+from bot.chat.replies import Button, Reply
+from bot.chat.router import Actor, Router, Update
 from domain import audit
 from domain.workorders import (
     ACTIVE,

@@ -20,7 +20,7 @@ from wechatpy.crypto import WeChatCrypto
 from wechatpy.crypto.base import WeChatCipher
 
 from bot.chatclient import WeChatSigner, WeComSigner, event_xml, next_msg_id, text_xml
-from bot.router import Understanding
+from bot.chat.router import Understanding
 from bot.infra.settings import Settings
 from domain.outbox import OutboundMessage
 from domain.people import Member

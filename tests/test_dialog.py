@@ -13,13 +13,13 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from bot.channels.inbound import Channel, Inbound
+from bot.chat.channels.inbound import Channel, Inbound
 from bot.chatclient import next_msg_id
-from bot.dialog import (
+from bot.chat.dialog import (
     CANCELLED, Ask, Dialog, DialogState, DialogStore, DialogUnavailable, Form, Invalid,
 )
-from bot.replies import Reply
-from bot.router import SORRY, UNKNOWN, Actor, Dispatcher, Router, Understanding
+from bot.chat.replies import Reply
+from bot.chat.router import SORRY, UNKNOWN, Actor, Dispatcher, Router, Understanding
 from tests.support import FakeClock
 
 AUDIENCE = "oDialogAudience0000000000001"

@@ -1,7 +1,7 @@
 """A message re-run after a crash takes the same dialog route as its first run.
 
 A message answered 200 is handled at least once: a process that dies mid-handler has the
-same Inbound (same dedup key) run again by another process (``bot.dedup``). The dialog
+same Inbound (same dedup key) run again by another process (``bot.chat.dedup``). The dialog
 writes its next state (a form advanced, finished, an action answered) before the
 handler's effect commits or its reply goes out. Each state write therefore names its
 writer and keeps the state it replaced; the writer's re-run starts from that earlier
@@ -22,12 +22,12 @@ from typing import Any
 import pytest
 
 from bot.app import DISPATCHER
-from bot.channels import Channel, Inbound
+from bot.chat.channels import Channel, Inbound
 from bot.chatclient import next_msg_id
 from bot.infra.clock import SHANGHAI
-from bot.dialog import DialogState, DialogStore
-from bot.replies import Reply
-from bot.router import Dispatcher
+from bot.chat.dialog import DialogState, DialogStore
+from bot.chat.replies import Reply
+from bot.chat.router import Dispatcher
 from domain.catalog import Showtime
 from domain.orders import Order, OrderState
 from domain.outbox import OutboundMessage

@@ -34,7 +34,7 @@ from aiohttp.test_utils import TestServer
 import domain
 from bot.chatclient import WeChatSigner, next_msg_id, text_xml
 from bot.infra.clock import Clock, SystemClock
-from bot.router import Understanding
+from bot.chat.router import Understanding
 from bot.sender import ApiTransport, OutboxSender, SenderPolicy
 from bot.standin import PathOnlyAccessLogger, build_standin_app
 from bot.infra.storage import open_database

@@ -1,5 +1,5 @@
 """A message handled twice: once WeChat is answered, a message whose process died is run again
-by another process with the same Inbound and the same dedup key (``bot.dedup``). The first
+by another process with the same Inbound and the same dedup key (``bot.chat.dedup``). The first
 run may have made all of its effects, or some. Whatever it did, the re-run does not do twice.
 
 Each test feeds one Inbound twice through the app's real dispatcher, as the re-run after a
@@ -12,12 +12,12 @@ from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 from bot.app import DISPATCHER
-from bot.channels import Channel, Inbound
+from bot.chat.channels import Channel, Inbound
 from bot.chatclient import next_msg_id
 from bot.infra.clock import SHANGHAI
-from bot.dialog import DialogStore
-from bot.replies import Reply
-from bot.router import Dispatcher
+from bot.chat.dialog import DialogStore
+from bot.chat.replies import Reply
+from bot.chat.router import Dispatcher
 from domain.audit import AuditLog
 from domain.catalog import Showtime
 from domain.feedback import Coupon

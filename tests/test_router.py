@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from bot.channels.inbound import Channel, Inbound
-from bot.replies import Reply
-from bot.router import SORRY, UNKNOWN, Actor, Dispatcher, Router, Understanding
+from bot.chat.channels.inbound import Channel, Inbound
+from bot.chat.replies import Reply
+from bot.chat.router import SORRY, UNKNOWN, Actor, Dispatcher, Router, Understanding
 
 AUDIENCE_ID = "oRouterAudience000000000001"
 

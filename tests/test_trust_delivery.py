@@ -15,10 +15,10 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from bot.app import EMBEDDED_REDIS, LEASE, REDIS
-from bot.channels import Channel, Inbound
+from bot.chat.channels import Channel, Inbound
 from bot.chatclient import WeChatSigner, next_msg_id, text_xml
-from bot.dedup import ALIVE_PREFIX, JOURNAL_KEY, ProcessLease
-from bot.router import Understanding
+from bot.chat.dedup import ALIVE_PREFIX, JOURNAL_KEY, ProcessLease
+from bot.chat.router import Understanding
 from domain.outbox import OutboundMessage
 
 OPENID = "oCineBotDelivery00000000001"
@@ -242,7 +242,7 @@ async def test_a_killed_embedded_redis_comes_back_with_its_data_and_callbacks_re
     tracebacks = [r for r in caplog.records if r.exc_info and r.name.startswith("bot.")]
     assert not tracebacks
     # One line per component per interval, however many callbacks failed.
-    outage_lines = [r for r in caplog.records if r.name == "bot.callbacks"]
+    outage_lines = [r for r in caplog.records if r.name == "bot.chat.callbacks"]
     assert [r.getMessage() for r in outage_lines] == ["wechat callbacks: redis unavailable"]
 
     async def answered() -> bool:

@@ -16,7 +16,7 @@ from aiohttp.test_utils import TestClient
 
 from bot.chatclient import WeChatSigner, WeComSigner, event_xml, next_msg_id, text_xml
 from bot.infra.logs import JsonFormatter, RedactingTextFormatter, mask_phone, redact
-from bot.router import SORRY
+from bot.chat.router import SORRY
 from bot.infra.settings import Settings, SettingsError
 from bot.infra.strict import parse_ascii_int
 from domain.people import Member

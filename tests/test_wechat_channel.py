@@ -13,8 +13,8 @@ import pytest
 import xmltodict
 from wechatpy.crypto import WeChatCrypto
 
-from bot.channels import CallbackRejected, Channel
-from bot.channels.wechat import WeChatCodec
+from bot.chat.channels import CallbackRejected, Channel
+from bot.chat.channels.wechat import WeChatCodec
 from bot.chatclient import WeChatSigner, event_xml, next_msg_id, text_xml
 from bot.infra.settings import Settings
 from domain.people import Member
@@ -385,7 +385,7 @@ _PARSER_CASES = {
 def test_the_fast_parser_agrees_with_wechatpy(xml: str) -> None:
     from wechatpy import parse_message
 
-    from bot.channels.wechat import parse_wechat
+    from bot.chat.channels.wechat import parse_wechat
 
     ours, theirs = parse_wechat(xml.encode()), parse_message(xml)
     assert type(ours) is type(theirs)
@@ -393,7 +393,7 @@ def test_the_fast_parser_agrees_with_wechatpy(xml: str) -> None:
 
 
 def test_only_flat_messages_take_the_fast_path() -> None:
-    from bot.channels.wechat import flat_fields
+    from bot.chat.channels.wechat import flat_fields
 
     assert flat_fields(_PARSER_CASES["text"].encode())["Content"] == "this is a test"
     assert flat_fields(_PARSER_CASES["text-empty"].encode())["Content"] is None
@@ -410,14 +410,14 @@ def test_only_flat_messages_take_the_fast_path() -> None:
 def test_the_text_reply_template_agrees_with_wechatpy(content: str) -> None:
     from wechatpy.replies import TextReply
 
-    from bot.channels.wechat import text_reply_xml
+    from bot.chat.channels.wechat import text_reply_xml
 
     theirs = TextReply(source="gh_cinebot", target="oUser-1", content=content, time=1732000000)
     assert text_reply_xml("gh_cinebot", "oUser-1", content, 1732000000) == theirs.render()
 
 
 def test_a_text_reply_survives_content_that_would_end_its_cdata() -> None:
-    from bot.channels.wechat import parse_wechat, text_reply_xml
+    from bot.chat.channels.wechat import parse_wechat, text_reply_xml
 
     content = "look: ]]> <b>not a tag</b> ]]>"
     parsed = parse_wechat(text_reply_xml("gh", "o1", content, 1).encode())
@@ -456,7 +456,7 @@ _TRICKY_FLAT = [
 
 @pytest.mark.parametrize("xml", _TRICKY_FLAT)
 def test_the_flat_pattern_reads_what_elementtree_reads_or_steps_aside(xml: str) -> None:
-    from bot.channels.wechat import _flat_by_pattern, _flat_by_tree
+    from bot.chat.channels.wechat import _flat_by_pattern, _flat_by_tree
 
     for doc in (xml, xml.encode("utf-8", "surrogatepass")):
         fast = _flat_by_pattern(doc)
@@ -466,7 +466,7 @@ def test_the_flat_pattern_reads_what_elementtree_reads_or_steps_aside(xml: str) 
 def test_the_flat_pattern_agrees_with_elementtree_on_random_documents() -> None:
     import random
 
-    from bot.channels.wechat import _flat_by_pattern, _flat_by_tree
+    from bot.chat.channels.wechat import _flat_by_pattern, _flat_by_tree
 
     pieces = [
         "<xml>", "</xml>", "<A>", "</A>", "<B>", "</B>", "<![CDATA[", "]]>", "]", ">", "<",
@@ -487,7 +487,7 @@ def test_the_flat_pattern_agrees_with_elementtree_on_random_documents() -> None:
 
 
 def test_the_sample_messages_take_the_pattern() -> None:
-    from bot.channels.wechat import _flat_by_pattern
+    from bot.chat.channels.wechat import _flat_by_pattern
 
     for name in ("text", "text-padded", "text-empty", "image", "location", "scan", "click"):
         assert _flat_by_pattern(_PARSER_CASES[name].encode()) is not None, name

@@ -14,8 +14,8 @@ import pytest
 import xmltodict
 from wechatpy.enterprise.crypto import WeChatCrypto as WeComCrypto
 
-from bot.channels import CallbackRejected, Channel
-from bot.channels.wecom import WeComCodec
+from bot.chat.channels import CallbackRejected, Channel
+from bot.chat.channels.wecom import WeComCodec
 from bot.chatclient import WeComSigner, event_xml, next_msg_id, text_xml
 from bot.infra.settings import Settings
 from tests.support import wx_signature

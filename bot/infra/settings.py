@@ -19,7 +19,7 @@ from urllib.parse import urlsplit, urlunsplit
 from dotenv import dotenv_values
 
 from bot.infra import eventloop
-from bot.channels.security import MESSAGE_MODES
+from bot.chat.channels.security import MESSAGE_MODES
 
 PREFIX = "CINEBOT_"
 

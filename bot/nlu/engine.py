@@ -20,7 +20,7 @@ from bot.nlu import tokenizer
 from bot.nlu.catalog import DEFAULT_FILMS, FilmCatalog, FilmEntry
 from bot.nlu.classifier import IntentClassifier, load_or_train
 from bot.nlu.slots import extract_slots
-from bot.router import Understanding
+from bot.chat.router import Understanding
 
 CatalogProvider = Callable[[], Awaitable[Iterable[FilmEntry]]]
 

@@ -21,9 +21,9 @@ from wechatpy.crypto import WeChatCrypto
 from wechatpy.exceptions import InvalidAppIdException, InvalidSignatureException
 from wechatpy.replies import ArticlesReply
 
-from bot.channels.inbound import Channel, Inbound
-from bot.channels.mapping import to_inbound
-from bot.channels.security import (
+from bot.chat.channels.inbound import Channel, Inbound
+from bot.chat.channels.mapping import to_inbound
+from bot.chat.channels.security import (
     MESSAGE_MODES,
     CallbackRejected,
     require_fresh,
@@ -31,7 +31,7 @@ from bot.channels.security import (
     require_signature,
     sha1_signature,
 )
-from bot.replies import Reply
+from bot.chat.replies import Reply
 
 # What garbage inside a correctly signed envelope makes wechatpy/xmltodict raise.
 GARBAGE_ERRORS: tuple[type[BaseException], ...] = (

@@ -10,17 +10,17 @@ from wechatpy.enterprise.replies import ArticlesReply, TextReply
 from wechatpy.enterprise.exceptions import InvalidCorpIdException
 from wechatpy.exceptions import InvalidSignatureException
 
-from bot.channels.inbound import Channel, Inbound
-from bot.channels.mapping import to_inbound
-from bot.channels.security import (
+from bot.chat.channels.inbound import Channel, Inbound
+from bot.chat.channels.mapping import to_inbound
+from bot.chat.channels.security import (
     CallbackRejected,
     require_fresh,
     require_params,
     require_signature,
     sha1_signature,
 )
-from bot.channels.wechat import GARBAGE_ERRORS, envelope, refuse_doctype, render_articles
-from bot.replies import Reply
+from bot.chat.channels.wechat import GARBAGE_ERRORS, envelope, refuse_doctype, render_articles
+from bot.chat.replies import Reply
 
 
 class WeComCodec:

@@ -13,7 +13,7 @@ State lives in Redis (one small JSON value per user and channel), never in
 memory, so any web process can take the next message. Whether it is still alive
 is judged by the app clock (``expires_at``); Redis' own TTL only sweeps up.
 
-A message is handled at least once (``bot.dedup``): a process that dies mid-handler has
+A message is handled at least once (``bot.chat.dedup``): a process that dies mid-handler has
 the same message, with the same dedup key, run again elsewhere. The dialog writes its
 next state before the handler's effect commits or its reply goes out, so each write
 names its writer (the message's dedup key) and keeps the state that message started
@@ -33,7 +33,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-from bot.replies import Reply
+from bot.chat.replies import Reply
 from bot.infra.redisbatch import CommandBatcher
 
 log = logging.getLogger(__name__)

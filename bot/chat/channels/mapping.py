@@ -6,8 +6,8 @@ import math
 import re
 from typing import Any
 
-from bot.channels.inbound import Channel, Inbound
-from bot.channels.security import CallbackRejected
+from bot.chat.channels.inbound import Channel, Inbound
+from bot.chat.channels.security import CallbackRejected
 from bot.infra.strict import parse_ascii_int
 
 # WeCom userids are 1–64 bytes; openids are 28 characters.

@@ -18,15 +18,15 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
-from bot.channels import CallbackRejected, Inbound
-from bot.channels.inbound import Channel
+from bot.chat.channels import CallbackRejected, Inbound
+from bot.chat.channels.inbound import Channel
 from bot.infra.clock import Clock
-from bot.dedup import ClaimState, Deduplicator
+from bot.chat.dedup import ClaimState, Deduplicator
 from bot.infra.logs import short_openid
 from bot.infra.outage import STORE_DOWN, OutageLog
 from bot.infra.metrics import Metrics
-from bot.replies import Reply
-from bot.router import Dispatcher
+from bot.chat.replies import Reply
+from bot.chat.router import Dispatcher
 
 log = logging.getLogger(__name__)
 
@@ -224,7 +224,7 @@ class CallbackEndpoint:
 
     async def recover(self, limit: int = 100) -> int:
         """Run journalled messages of this channel whose owner died after answering
-        WeChat (see ``bot.dedup``); their replies go out through the late-reply sink.
+        WeChat (see ``bot.chat.dedup``); their replies go out through the late-reply sink.
         Returns how many were adopted."""
         # Our own leftovers first: Redis failed us mid-way, and our live heartbeat keeps
         # other processes off these claims.

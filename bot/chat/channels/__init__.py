@@ -5,7 +5,7 @@ Bytes and query parameters in, a typed :class:`Inbound` out (or a
 to answer out. No network, no Redis, no database: the web views do the I/O.
 """
 
-from bot.channels.inbound import Channel, Inbound
-from bot.channels.security import CallbackRejected
+from bot.chat.channels.inbound import Channel, Inbound
+from bot.chat.channels.security import CallbackRejected
 
 __all__ = ["CallbackRejected", "Channel", "Inbound"]

@@ -7,7 +7,7 @@ filters all match handles the update. A filter may contribute data (``slots``,
 ``button_args``, ``scene``), and a handler receives exactly the arguments its
 signature names — an unknown name is an error at start-up, not at 3 a.m.
 
-Multi-turn conversations (``bot.dialog``): ``@router.form(form)`` registers what
+Multi-turn conversations (``bot.chat.dialog``): ``@router.form(form)`` registers what
 runs once a form has all its slots; ``pending=`` and ``form=`` filters match
 while the user's dialog state has that pending action or collects that form.
 With ``Dispatcher(dialogs=DialogStore(...))`` a message is routed in this order:
@@ -36,9 +36,9 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from bot.channels.inbound import Channel, Inbound
-from bot.dialog import CANCELLED, Dialog, DialogState, DialogStore, Form
-from bot.replies import Reply
+from bot.chat.channels.inbound import Channel, Inbound
+from bot.chat.dialog import CANCELLED, Dialog, DialogState, DialogStore, Form
+from bot.chat.replies import Reply
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,2 @@
+"""The chat engine: channels (verify, decrypt, parse), callbacks and their dedup, the router,
+dialog state and the reply types handlers return."""
