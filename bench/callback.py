@@ -73,7 +73,7 @@ from yarl import URL  # noqa: E402
 
 from bot.infra import eventloop  # noqa: E402
 from bot.chat.channels.security import sha1_signature  # noqa: E402
-from bot.chatclient import WeChatSigner, next_msg_id, text_xml  # noqa: E402
+from bot.wechat.chatclient import WeChatSigner, next_msg_id, text_xml  # noqa: E402
 from bot.infra.settings import Settings  # noqa: E402
 
 TARGET_RATE = 1000.0  # msg/s

@@ -78,7 +78,7 @@ import asyncpg  # noqa: E402
 import redis.asyncio as aioredis  # noqa: E402
 
 from bot.chat.channels import Channel, Inbound  # noqa: E402
-from bot.chatclient import WeChatSigner, next_msg_id, text_xml  # noqa: E402
+from bot.wechat.chatclient import WeChatSigner, next_msg_id, text_xml  # noqa: E402
 from bot.chat.dedup import JOURNAL_KEY  # noqa: E402
 from bot.infra.logs import short_openid  # noqa: E402
 from bot.infra.settings import Settings  # noqa: E402

@@ -43,7 +43,7 @@ if str(ROOT) not in sys.path:
 
 import aiohttp  # noqa: E402
 
-from bot.chatclient import WeChatSigner, event_xml, next_msg_id, text_xml  # noqa: E402
+from bot.wechat.chatclient import WeChatSigner, event_xml, next_msg_id, text_xml  # noqa: E402
 from bot.infra.settings import Settings  # noqa: E402
 
 TARGET_P99 = 5.0

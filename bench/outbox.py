@@ -9,7 +9,7 @@ this process
     shared access tokens) and one real ``OutboxSender`` with ``ApiTransport``
     and the ``WeChatApi`` / ``WeComApi`` clients — the production code path.
 child process
-    the stand-in API server (``python -m bot.standin``), so its CPU is not
+    the stand-in API server (``python -m bot.wechat.standin``), so its CPU is not
     taken from the sender's event loop. Its fault injection makes a share of
     calls answer HTTP 502 or ``errcode -1`` (half each) and records nothing for
     them; a successful call is recorded.
@@ -63,9 +63,9 @@ import redis.asyncio as aioredis  # noqa: E402
 
 import domain  # noqa: E402
 from bot.infra.clock import SystemClock  # noqa: E402
-from bot.sender import ApiTransport, OutboxSender, SenderPolicy  # noqa: E402
+from bot.wechat.sender import ApiTransport, OutboxSender, SenderPolicy  # noqa: E402
 from bot.infra.storage import EmbeddedRedis, open_database  # noqa: E402
-from bot.wxapi import WeChatApi, WeComApi  # noqa: E402
+from bot.wechat.api import WeChatApi, WeComApi  # noqa: E402
 from domain import outbox  # noqa: E402
 from domain.outbox import OutboundMessage, OutboundStatus  # noqa: E402
 
@@ -110,7 +110,7 @@ class StandinProcess:
 
     async def start(self, http: aiohttp.ClientSession) -> None:
         cmd = [
-            sys.executable, "-m", "bot.standin", "--port", str(self.port), "--seed", "1",
+            sys.executable, "-m", "bot.wechat.standin", "--port", str(self.port), "--seed", "1",
             "--latency", str(self.latency),
         ]
         # Its access log (one line per call) goes nowhere: it would only cost the child CPU.
@@ -300,7 +300,7 @@ def _table(results: list[Result]) -> str:
 async def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s %(message)s")
     # The sender logs each retry at INFO and the clients each token refresh at WARNING.
-    for name in ("bot.sender", "bot.wxapi"):
+    for name in ("bot.wechat.sender", "bot.wechat.api"):
         logging.getLogger(name).setLevel(logging.ERROR)
     fail_rates = [float(x) for x in args.fail_rates.split(",") if x.strip()]
     workdir = tempfile.mkdtemp(prefix="cinebot-bench-outbox-")

@@ -36,11 +36,11 @@ from bot.infra.redisbatch import CommandBatcher
 from bot.chat.replies import Reply
 from bot.chat.router import Dispatcher, Understander
 from bot.seatlocks import SeatInventory, Sold
-from bot.sender import ApiTransport, OutboxSender, SenderPolicy
+from bot.wechat.sender import ApiTransport, OutboxSender, SenderPolicy
 from bot.infra.settings import Settings
 from bot.infra.outage import STORE_DOWN, OutageLog
 from bot.infra.storage import EmbeddedRedis, open_database, open_redis
-from bot.wxapi import WeChatApi, WeComApi
+from bot.wechat.api import WeChatApi, WeComApi
 from domain import demo as demo_data
 from domain import outbox, telemetry_minutes, ticketing
 from handlers import build_router

@@ -45,7 +45,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 async def _serve(settings: Settings, args: argparse.Namespace) -> None:
     from bot.app import init_app
-    from bot.standin import PathOnlyAccessLogger, build_standin_app
+    from bot.wechat.standin import PathOnlyAccessLogger, build_standin_app
 
     runners: list[web.AppRunner] = []
     defaults = Settings()
@@ -449,7 +449,7 @@ def cmd_outbox(args: argparse.Namespace) -> int:
 
 
 def cmd_fakewx(args: argparse.Namespace) -> int:
-    from bot.standin import main as standin_main
+    from bot.wechat.standin import main as standin_main
 
     standin_main(["--host", args.host, "--port", str(args.port)])
     return 0
@@ -522,7 +522,7 @@ QR_KINDS_EN = {
 
 def cmd_qr(args: argparse.Namespace) -> int:
     """``cinebot qr export``: a printable sheet of a cinema's touchpoint QR codes (PNG or PDF)."""
-    from bot.qrsheet import SheetItem, survey_url, write_sheet
+    from bot.wechat.qrsheet import SheetItem, survey_url, write_sheet
     from domain.cinemas import Cinema
     from domain.touchpoints import of_cinema
 
@@ -537,7 +537,7 @@ def cmd_qr(args: argparse.Namespace) -> int:
         import aiohttp
 
         from bot.infra.storage import open_redis
-        from bot.wxapi import WeChatApi
+        from bot.wechat.api import WeChatApi
 
         found: dict[str, str] = {}
         try:
@@ -588,7 +588,7 @@ def cmd_qr(args: argparse.Namespace) -> int:
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
-    from bot.chatclient import run_chat
+    from bot.wechat.chatclient import run_chat
 
     return asyncio.run(run_chat(_settings(), args))
 

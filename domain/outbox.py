@@ -4,7 +4,7 @@ This module holds the record and its state transitions: enqueue, claim (a
 lease, so several sender workers never send one message at the same time and a
 crashed worker's claims come back), and the outcomes sent / retry later /
 failed / dead / expired. The sender worker that calls the WeChat/WeCom APIs
-lives in ``bot.sender``.
+lives in ``bot.wechat.sender``.
 
 Delivery is at-least-once, not exactly once: a worker that dies (or times out)
 after the platform accepted a call but before the row says so leaves the row to
@@ -175,7 +175,7 @@ async def insert_many(items: list[Outgoing]) -> list[None]:
 
 # --- claims ------------------------------------------------------------------------------------
 
-# Default limits for a claim; the sender passes its own (``bot.sender.SenderPolicy``).
+# Default limits for a claim; the sender passes its own (``bot.wechat.sender.SenderPolicy``).
 MAX_ATTEMPTS = 200  # a backstop: the lifetime is what bounds an outage
 MAX_LAPSES = 3  # each lapsed claim may have put a duplicate on someone's phone
 

@@ -27,7 +27,7 @@ from bot.infra.clock import Clock
 from bot.chat.replies import Button, Reply
 from bot.chat.router import Actor, Router
 from bot.infra.strict import parse_ascii_int
-from bot.wxapi import CARD_MAX_ROWS, button_card
+from bot.wechat.api import CARD_MAX_ROWS, button_card
 from domain import alerts
 from domain.cinemas import Cinema
 from domain.devices import AlertRecord

@@ -22,7 +22,7 @@ from bot.infra import tokens
 from bot.infra.clock import Clock, local
 from bot.infra.logs import mask_phone
 from bot.nlu import sentiment
-from bot.qrsheet import survey_url
+from bot.wechat.qrsheet import survey_url
 from bot.chat.replies import Button, Reply
 from domain import feedback as fb
 from domain.cinemas import Cinema

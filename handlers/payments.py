@@ -16,10 +16,10 @@ import aiohttp
 
 from bot.infra import tokens
 from bot.infra.clock import Clock
-from bot.wechatpay import (
+from bot.wechat.pay import (
     PaymentNotice as WxPaymentNotice,
 )
-from bot.wechatpay import (
+from bot.wechat.pay import (
     PayConfig,
     RefundNotice,
     SandboxGateway,
@@ -133,7 +133,7 @@ class Payments:
 
     # Hearing back ----------------------------------------------------------------------
     def verify(self, headers: Mapping[str, str], body: bytes) -> WxPaymentNotice | RefundNotice:
-        """Raises ``bot.wechatpay.NotifyRejected`` for anything not genuinely from WeChat Pay."""
+        """Raises ``bot.wechat.pay.NotifyRejected`` for anything not genuinely from WeChat Pay."""
         return notice_from(verify_notify(self.config, headers, body, self.clock.now().timestamp()))
 
     async def refund(

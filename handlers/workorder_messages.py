@@ -27,7 +27,7 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 
 from bot.infra.clock import Clock
 from bot.infra.strict import parse_ascii_int
-from bot.wxapi import CARD_MAX_ROWS, button_card
+from bot.wechat.api import CARD_MAX_ROWS, button_card
 from domain.cinemas import Cinema
 from domain.outbox import OutboundMessage, OutboundStatus, enqueue
 from domain.people import Staff

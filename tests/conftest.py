@@ -19,7 +19,7 @@ import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient
 
 from bot.app import init_app
-from bot.chatclient import WeChatSigner, WeComSigner
+from bot.wechat.chatclient import WeChatSigner, WeComSigner
 from bot.infra.settings import Settings
 from bot.infra.storage import EmbeddedRedis
 from tests.support import FakeClock

@@ -16,7 +16,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from bot.app import REDIS, TELEMETRY
-from bot.standin import PathOnlyAccessLogger, build_standin_app
+from bot.wechat.standin import PathOnlyAccessLogger, build_standin_app
 from domain import alerts
 from domain.alerts import Fired
 from domain.catalog import Showtime

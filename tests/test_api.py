@@ -22,8 +22,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from bot.infra import tokens
 from bot.app import init_app
 from bot.infra.settings import Settings
-from bot.standin import STATE, PathOnlyAccessLogger, build_standin_app
-from bot.wxapi import ApiError, WeChatApi
+from bot.wechat.standin import STATE, PathOnlyAccessLogger, build_standin_app
+from bot.wechat.api import ApiError, WeChatApi
 from domain.cinemas import Cinema
 from domain.orders import Order
 from domain.outbox import OutboundMessage

@@ -41,7 +41,7 @@ from schemathesis.checks import (
 )
 
 from bot.infra.settings import Settings
-from bot.standin import PathOnlyAccessLogger, build_standin_app
+from bot.wechat.standin import PathOnlyAccessLogger, build_standin_app
 from domain.devices import Projector
 from domain.people import Staff, StaffRole
 from handlers.api import API, session_token, staff_token

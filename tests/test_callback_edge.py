@@ -19,7 +19,7 @@ import xmltodict
 from wechatpy.crypto import WeChatCrypto
 from wechatpy.crypto.base import WeChatCipher
 
-from bot.chatclient import WeChatSigner, WeComSigner, event_xml, next_msg_id, text_xml
+from bot.wechat.chatclient import WeChatSigner, WeComSigner, event_xml, next_msg_id, text_xml
 from bot.chat.router import Understanding
 from bot.infra.settings import Settings
 from domain.outbox import OutboundMessage

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from bot.app import ACTORS
-from bot.chatclient import event_xml, next_msg_id, render_for_terminal, text_xml
+from bot.wechat.chatclient import event_xml, next_msg_id, render_for_terminal, text_xml
 from domain.people import Member
 from tests.conftest import Callbacks
 

@@ -15,7 +15,7 @@ from aiohttp.test_utils import TestClient
 from bot.app import ACTORS
 from bot.infra.settings import Settings
 from bot.chat.channels.inbound import Channel
-from bot.chatclient import next_msg_id, text_xml
+from bot.wechat.chatclient import next_msg_id, text_xml
 from bot.cli import main
 from domain.audit import AuditLog
 from domain.people import Staff

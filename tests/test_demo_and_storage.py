@@ -24,7 +24,7 @@ from tortoise.models import Model
 
 import domain
 from bot.app import DISPATCHER, REDIS, SCHEDULER
-from bot.chatclient import next_msg_id, text_xml
+from bot.wechat.chatclient import next_msg_id, text_xml
 from bot.chat.replies import Reply
 from bot.infra.storage import open_database, tortoise_config
 from domain import demo

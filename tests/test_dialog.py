@@ -14,7 +14,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from bot.chat.channels.inbound import Channel, Inbound
-from bot.chatclient import next_msg_id
+from bot.wechat.chatclient import next_msg_id
 from bot.chat.dialog import (
     CANCELLED, Ask, Dialog, DialogState, DialogStore, DialogUnavailable, Form, Invalid,
 )

@@ -23,7 +23,7 @@ import pytest
 
 from bot.app import DISPATCHER
 from bot.chat.channels import Channel, Inbound
-from bot.chatclient import next_msg_id
+from bot.wechat.chatclient import next_msg_id
 from bot.infra.clock import SHANGHAI
 from bot.chat.dialog import DialogState, DialogStore
 from bot.chat.replies import Reply

@@ -9,7 +9,7 @@ from typing import Any
 from aiohttp.test_utils import TestClient
 
 from bot.app import REDIS
-from bot.chatclient import next_msg_id, text_xml
+from bot.wechat.chatclient import next_msg_id, text_xml
 from bot.infra.clock import SHANGHAI
 from domain import feedback as fb
 from domain.catalog import Showtime

@@ -17,8 +17,8 @@ import zxingcpp
 from aiohttp.test_utils import TestClient, TestServer
 from PIL import Image
 
-from bot.qrsheet import A4, SheetItem, render_pdf
-from bot.standin import PathOnlyAccessLogger, build_standin_app
+from bot.wechat.qrsheet import A4, SheetItem, render_pdf
+from bot.wechat.standin import PathOnlyAccessLogger, build_standin_app
 from domain.touchpoints import Touchpoint, TouchpointKind
 from tests.support import cinebot_command
 

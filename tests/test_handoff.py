@@ -9,7 +9,7 @@ import json
 import redis.asyncio as aioredis
 
 from bot.app import HANDOFFS, REDIS
-from bot.chatclient import next_msg_id, text_xml
+from bot.wechat.chatclient import next_msg_id, text_xml
 from bot.infra.redisbatch import CommandBatcher
 from domain.outbox import OutboundMessage
 from domain.people import Member, Staff

@@ -16,7 +16,7 @@ from aiohttp.test_utils import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from bot.app import DISPATCHER, GC_YOUNG_THRESHOLD
-from bot.chatclient import next_msg_id, text_xml
+from bot.wechat.chatclient import next_msg_id, text_xml
 from bot.chat.router import SORRY
 
 OPENID = "oCineBotOpsAudience000000001"

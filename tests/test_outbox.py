@@ -32,13 +32,13 @@ import redis.asyncio as aioredis
 from aiohttp.test_utils import TestServer
 
 import domain
-from bot.chatclient import WeChatSigner, next_msg_id, text_xml
+from bot.wechat.chatclient import WeChatSigner, next_msg_id, text_xml
 from bot.infra.clock import Clock, SystemClock
 from bot.chat.router import Understanding
-from bot.sender import ApiTransport, OutboxSender, SenderPolicy
-from bot.standin import PathOnlyAccessLogger, build_standin_app
+from bot.wechat.sender import ApiTransport, OutboxSender, SenderPolicy
+from bot.wechat.standin import PathOnlyAccessLogger, build_standin_app
 from bot.infra.storage import open_database
-from bot.wxapi import WeChatApi, WeComApi
+from bot.wechat.api import WeChatApi, WeComApi
 from domain import outbox
 from domain.outbox import OutboundMessage, OutboundStatus
 from tests.support import FakeClock, cinebot

@@ -10,7 +10,7 @@ from typing import Any
 from aiohttp.test_utils import TestClient
 
 from bot.app import TELEMETRY
-from bot.chatclient import next_msg_id, text_xml
+from bot.wechat.chatclient import next_msg_id, text_xml
 from bot.ingest import signed_headers
 from domain import projectors
 from domain.audit import AuditLog

@@ -15,9 +15,9 @@ import aiohttp
 import pytest
 import redis.asyncio as aioredis
 
-from bot.chatclient import ChatSession, StandinWatcher, card_event_xml, render_for_terminal
+from bot.wechat.chatclient import ChatSession, StandinWatcher, card_event_xml, render_for_terminal
 from bot.infra.settings import Settings
-from bot.wxapi import WeComApi, button_card
+from bot.wechat.api import WeComApi, button_card
 
 CINEBOT = str(Path(sys.executable).with_name("cinebot"))
 

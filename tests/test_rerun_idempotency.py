@@ -13,7 +13,7 @@ from typing import Any
 
 from bot.app import DISPATCHER
 from bot.chat.channels import Channel, Inbound
-from bot.chatclient import next_msg_id
+from bot.wechat.chatclient import next_msg_id
 from bot.infra.clock import SHANGHAI
 from bot.chat.dialog import DialogStore
 from bot.chat.replies import Reply

@@ -15,7 +15,7 @@ import pytest
 
 import domain
 from bot.app import REDIS
-from bot.chatclient import next_msg_id, text_xml
+from bot.wechat.chatclient import next_msg_id, text_xml
 from bot.cli import main
 from bot.infra.storage import open_database
 from domain import demo, workorders

@@ -15,10 +15,10 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from bot.app import DISPATCHER, HTTP, REDIS
-from bot.chatclient import card_event_xml, event_xml, next_msg_id, text_xml
-from bot.sender import ApiTransport, OutboxSender
-from bot.standin import PathOnlyAccessLogger, build_standin_app
-from bot.wxapi import WeChatApi, WeComApi
+from bot.wechat.chatclient import card_event_xml, event_xml, next_msg_id, text_xml
+from bot.wechat.sender import ApiTransport, OutboxSender
+from bot.wechat.standin import PathOnlyAccessLogger, build_standin_app
+from bot.wechat.api import WeChatApi, WeComApi
 from domain import outbox
 from domain.audit import AuditLog
 from domain.cinemas import Cinema

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, time, timedelta
 
 import pytest
 
-from bot.chatclient import event_xml, next_msg_id, text_xml
+from bot.wechat.chatclient import event_xml, next_msg_id, text_xml
 from bot.infra.clock import SHANGHAI
 from domain.catalog import Showtime
 from domain.orders import Order, OrderState, Ticket

@@ -16,7 +16,7 @@ import redis.asyncio as aioredis
 
 from bot.app import EMBEDDED_REDIS, LEASE, REDIS
 from bot.chat.channels import Channel, Inbound
-from bot.chatclient import WeChatSigner, next_msg_id, text_xml
+from bot.wechat.chatclient import WeChatSigner, next_msg_id, text_xml
 from bot.chat.dedup import ALIVE_PREFIX, JOURNAL_KEY, ProcessLease
 from bot.chat.router import Understanding
 from domain.outbox import OutboundMessage

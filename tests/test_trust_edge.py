@@ -14,7 +14,7 @@ import logging
 import pytest
 from aiohttp.test_utils import TestClient
 
-from bot.chatclient import WeChatSigner, WeComSigner, event_xml, next_msg_id, text_xml
+from bot.wechat.chatclient import WeChatSigner, WeComSigner, event_xml, next_msg_id, text_xml
 from bot.infra.logs import JsonFormatter, RedactingTextFormatter, mask_phone, redact
 from bot.chat.router import SORRY
 from bot.infra.settings import Settings, SettingsError

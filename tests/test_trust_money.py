@@ -18,7 +18,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from bot.infra.settings import Settings, SettingsError
-from bot.wechatpay import SandboxGateway, build_notify
+from bot.wechat.pay import SandboxGateway, build_notify
 from domain import demo, refunds, ticketing
 from domain.audit import AuditLog
 from domain.catalog import Film, Showtime

@@ -23,10 +23,10 @@ from aiohttp.test_utils import TestServer
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 import domain
-from bot.sender import ApiTransport, OutboxSender, SenderPolicy, check_lease
-from bot.standin import PathOnlyAccessLogger, build_standin_app
+from bot.wechat.sender import ApiTransport, OutboxSender, SenderPolicy, check_lease
+from bot.wechat.standin import PathOnlyAccessLogger, build_standin_app
 from bot.infra.storage import open_database
-from bot.wxapi import WeChatApi, WeComApi, button_card
+from bot.wechat.api import WeChatApi, WeComApi, button_card
 from domain import outbox
 from domain.outbox import OutboundMessage, OutboundStatus
 from jobs.context import JobContext

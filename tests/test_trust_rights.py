@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from bot.chatclient import event_xml, next_msg_id, text_xml
+from bot.wechat.chatclient import event_xml, next_msg_id, text_xml
 from bot.nlu import sentiment
 from domain import rights
 from domain.audit import AuditLog

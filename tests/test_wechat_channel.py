@@ -15,7 +15,7 @@ from wechatpy.crypto import WeChatCrypto
 
 from bot.chat.channels import CallbackRejected, Channel
 from bot.chat.channels.wechat import WeChatCodec
-from bot.chatclient import WeChatSigner, event_xml, next_msg_id, text_xml
+from bot.wechat.chatclient import WeChatSigner, event_xml, next_msg_id, text_xml
 from bot.infra.settings import Settings
 from domain.people import Member
 from tests.support import nonce, wx_signature

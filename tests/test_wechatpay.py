@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 
-from bot.wechatpay import (
+from bot.wechat.pay import (
     NotifyRejected,
     PayApiError,
     PayConfig,

@@ -16,7 +16,7 @@ from wechatpy.enterprise.crypto import WeChatCrypto as WeComCrypto
 
 from bot.chat.channels import CallbackRejected, Channel
 from bot.chat.channels.wecom import WeComCodec
-from bot.chatclient import WeComSigner, event_xml, next_msg_id, text_xml
+from bot.wechat.chatclient import WeComSigner, event_xml, next_msg_id, text_xml
 from bot.infra.settings import Settings
 from tests.support import wx_signature
 

@@ -20,8 +20,8 @@ import pytest
 import redis.asyncio as aioredis
 from aiohttp.test_utils import TestServer
 
-from bot.standin import STATE, PathOnlyAccessLogger, build_standin_app
-from bot.wxapi import ApiError, QrCode, WeChatApi, WeComApi, button_card
+from bot.wechat.standin import STATE, PathOnlyAccessLogger, build_standin_app
+from bot.wechat.api import ApiError, QrCode, WeChatApi, WeComApi, button_card
 
 APPID = "wx5c1ne6b0tdem0001"
 WECHAT_SECRET = "wechat-secret-never-logged"
@@ -629,7 +629,7 @@ def test_the_standin_runs_as_a_program() -> None:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bot.standin", "--port", str(port)],
+        [sys.executable, "-m", "bot.wechat.standin", "--port", str(port)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -15,8 +15,8 @@ import aiohttp
 from aiohttp import web
 
 from bot.infra.logs import short_openid
-from bot.wechatpay import PayApiError
-from bot.wxapi import ApiError as WeChatError
+from bot.wechat.pay import PayApiError
+from bot.wechat.api import ApiError as WeChatError
 from domain import ticketing
 from domain.catalog import Film, Showtime, upcoming_showtimes
 from domain.cinemas import Cinema, home_cinema

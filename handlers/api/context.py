@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from bot.infra.clock import Clock
-from bot.wxapi import WeChatApi
+from bot.wechat.api import WeChatApi
 from domain.refunds import RefundAlert
 from domain.ticketing import Inventory
 from handlers.payments import Payments

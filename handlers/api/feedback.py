@@ -26,7 +26,7 @@ from typing import Any
 
 from aiohttp import web
 
-from bot.qrsheet import survey_url
+from bot.wechat.qrsheet import survey_url
 from domain import feedback as fb
 from domain import touchpoints as tps
 from domain.feedback import ASPECTS, FeedbackError, FeedbackResponse

@@ -13,7 +13,7 @@ import logging
 
 from aiohttp import web
 
-from bot.wechatpay import NotifyRejected, RefundNotice
+from bot.wechat.pay import NotifyRejected, RefundNotice
 from domain import refunds, ticketing
 from handlers.api.context import API, ApiContext
 

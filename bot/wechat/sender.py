@@ -347,7 +347,7 @@ class ApiTransport:
     async def deliver(
         self, channel: str, recipient: str, payload: dict[str, Any]
     ) -> dict[str, Any] | None:
-        from bot.wxapi import ApiError
+        from bot.wechat.api import ApiError
 
         try:
             if channel == "wechat":
@@ -379,7 +379,7 @@ class ApiTransport:
         return None
 
     async def _wecom_send(self, recipient: str, payload: dict[str, Any]) -> dict[str, Any] | None:
-        from bot.wxapi import TASK_ID, ApiError
+        from bot.wechat.api import TASK_ID, ApiError
 
         task_id = str((payload.get("template_card") or {}).get("task_id") or "")
         try:

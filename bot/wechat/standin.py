@@ -6,7 +6,7 @@ records every message it accepts, and shows them on a Chinese page at
 can see exactly what went out (including double sends: recording duplicates
 is the point; idempotency is the sender's job).
 
-Run it alone with ``python -m bot.standin --port 8081`` and point
+Run it alone with ``python -m bot.wechat.standin --port 8081`` and point
 ``CINEBOT_WECHAT_API_BASE`` / ``CINEBOT_WECOM_API_BASE`` at it.
 
 Behaviour worth knowing (close to the real platforms, simplified):
@@ -1237,7 +1237,7 @@ class PathOnlyAccessLogger(AbstractAccessLogger):
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m bot.standin", description="Local stand-in for the WeChat and WeCom APIs"
+        prog="python -m bot.wechat.standin", description="Local stand-in for the WeChat and WeCom APIs"
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8081)
