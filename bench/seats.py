@@ -1,4 +1,4 @@
-"""Seat holds on one 300-seat hall: the Redis inventory (``bot.seatlocks``) against PostgreSQL
+"""Seat holds on one 300-seat hall: the Redis inventory (``bot.seats.inventory``) against PostgreSQL
 row locks (``SELECT … FOR UPDATE``), same workload, same process, same concurrency.
 
     .venv/bin/python bench/seats.py [--attempts 10000] [--concurrency 500] [--seed 7] [--quick]
@@ -82,7 +82,7 @@ if str(ROOT) not in sys.path:
 
 import redis.asyncio as aioredis  # noqa: E402
 
-from bot.seatlocks import SeatInventory, Sold, new_hold_id  # noqa: E402
+from bot.seats.inventory import SeatInventory, Sold, new_hold_id  # noqa: E402
 from bot.infra.storage import EmbeddedRedis  # noqa: E402
 
 TARGET_RATE = 5000.0  # attempts/s, Redis side

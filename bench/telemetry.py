@@ -44,7 +44,7 @@ import aiohttp  # noqa: E402
 
 import domain  # noqa: E402
 from bench.loop import Server  # noqa: E402
-from bot.ingest import signed_headers  # noqa: E402
+from telemetry.ingest import signed_headers  # noqa: E402
 from bot.infra.storage import open_database  # noqa: E402
 from domain.cinemas import Cinema, Hall  # noqa: E402
 from domain.devices import AlertRecord, Projector, demo_box  # noqa: E402

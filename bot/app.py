@@ -19,8 +19,8 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from tortoise.connection import get_connection
 
 import domain
-from bot import ingest as telemetry_ingest
-from bot import telemetry_stream
+from telemetry import ingest as telemetry_ingest
+from telemetry import stream as telemetry_stream
 from bot.chat.callbacks import CallbackEndpoint, LateReplySink
 from bot.chat.channels import Inbound
 from bot.chat.channels.wechat import WeChatCodec
@@ -35,7 +35,7 @@ from bot.nlu.engine import NluEngine
 from bot.infra.redisbatch import CommandBatcher
 from bot.chat.replies import Reply
 from bot.chat.router import Dispatcher, Understander
-from bot.seatlocks import SeatInventory, Sold
+from bot.seats.inventory import SeatInventory, Sold
 from bot.wechat.sender import ApiTransport, OutboxSender, SenderPolicy
 from bot.infra.settings import Settings
 from bot.infra.outage import STORE_DOWN, OutageLog

@@ -679,7 +679,7 @@ async def _stream_fleet(args: argparse.Namespace, stats: _StreamStats) -> int:
 
     import aiohttp
 
-    from bot.ingest import signed_headers
+    from telemetry.ingest import signed_headers
     from telemetry.readings import iso
     from telemetry.simulate import FaultSpecError, FleetConfig, LiveFeed, simulate
 

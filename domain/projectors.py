@@ -33,7 +33,7 @@ NO_DATA = "无数据"
 
 
 class RuleBook(Protocol):
-    """The telemetry rules code, as the domain needs it (``bot.ingest.StoredRulesBook``)."""
+    """The telemetry rules code, as the domain needs it (``telemetry.ingest.StoredRulesBook``)."""
 
     def default(self, key: str) -> float: ...
 

@@ -2,7 +2,7 @@
 
 Plain async functions over the records of ``domain.orders``. What they need
 from outside comes in as arguments: the live seat ``inventory`` (Redis, see
-``bot.seatlocks``), a payment ``gateway`` for refunds, and a ``notify``
+``bot.seats.inventory``), a payment ``gateway`` for refunds, and a ``notify``
 callback that records a message to the buyer inside the same transaction as
 the change (the handlers decide what the message says and on which channel).
 """
@@ -75,7 +75,7 @@ class SeatStatusLike(Protocol):
 
 
 class Inventory(Protocol):
-    """The live seat inventory (``bot.seatlocks.SeatInventory`` in the product)."""
+    """The live seat inventory (``bot.seats.inventory.SeatInventory`` in the product)."""
 
     async def hold(
         self, showtime: int, seats: Sequence[str], owner: str, *, now_ms: int, ttl_ms: int,

@@ -11,7 +11,7 @@ from aiohttp.test_utils import TestClient
 
 from bot.app import TELEMETRY
 from bot.wechat.chatclient import next_msg_id, text_xml
-from bot.ingest import signed_headers
+from telemetry.ingest import signed_headers
 from domain import projectors
 from domain.audit import AuditLog
 from domain.cinemas import Cinema

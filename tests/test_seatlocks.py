@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
-from bot.seatlocks import SeatInventory, SeatStatus, Sold
+from bot.seats.inventory import SeatInventory, SeatStatus, Sold
 
 SHOW = 42
 NOW = 1_795_000_000_000  # ms; the caller's clock, moved by hand

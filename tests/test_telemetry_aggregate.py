@@ -13,7 +13,7 @@ from aiohttp.test_utils import TestClient
 
 import domain
 from bot.app import TELEMETRY_MINUTES
-from bot.ingest import signed_headers
+from telemetry.ingest import signed_headers
 from bot.infra.settings import Settings, SettingsError
 from bot.infra.storage import open_database
 from domain.devices import TelemetryMinute, demo_box

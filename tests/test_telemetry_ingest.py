@@ -8,7 +8,7 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient
 
-from bot.ingest import signed_headers
+from telemetry.ingest import signed_headers
 from domain.devices import AlertRecord, demo_box
 from domain.outbox import OutboundMessage
 from domain.workorders import Kind, State, WorkOrder

@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-import bot.telemetry_stream as stream_module
+import telemetry.stream as stream_module
 from bot.app import TELEMETRY, TELEMETRY_STREAM
 from bot.infra.clock import SystemClock
-from bot.ingest import sign
-from bot.telemetry_stream import DEAD_STREAM, GROUP, STREAM
+from telemetry.ingest import sign
+from telemetry.stream import DEAD_STREAM, GROUP, STREAM
 from domain.devices import DEMO_BOX_ID, AlertRecord, EdgeBox, demo_box, places
 from domain.workorders import Kind, WorkOrder
 from tests.support import FakeClock, cinebot

@@ -1,7 +1,7 @@
 """Selling seats, told as the buyers and the cinema live it, in the domain layer.
 
 Everything here is real except the bank: the SQL database (SQLite, or PostgreSQL
-in CI), Redis behind ``bot.seatlocks.SeatInventory``, and the clock is the one
+in CI), Redis behind ``bot.seats.inventory.SeatInventory``, and the clock is the one
 the tests move. The bank (``Bank``) keeps a ledger of what each order number
 paid and refuses refunds a real WeChat Pay would refuse (unknown order number,
 a wrong total, more back than was paid); it can also be told to be down. The
@@ -29,7 +29,7 @@ import pytest
 import redis.asyncio as aioredis
 
 import domain
-from bot.seatlocks import SeatInventory, Sold
+from bot.seats.inventory import SeatInventory, Sold
 from bot.infra.storage import open_database
 from domain import demo, outbox, refunds, ticketing
 from domain.audit import AuditLog

@@ -19,9 +19,12 @@ from urllib.parse import urlsplit, urlunsplit
 from dotenv import dotenv_values
 
 from bot.infra import eventloop
-from bot.chat.channels.security import MESSAGE_MODES
 
 PREFIX = "CINEBOT_"
+
+# The Official Account console's message encryption modes (消息加解密方式): "safe" takes
+# ciphertext only, "compatible" either form, "plain" plaintext only. WeCom has no choice.
+MESSAGE_MODES = ("safe", "compatible", "plain")
 
 # Demo credentials: the local stand-in and `cinebot chat` use the same ones, so a
 # fresh checkout works offline. Production deployments must override all of them.

@@ -5,10 +5,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 
-# The Official Account console's message encryption modes (消息加解密方式): "safe" takes
-# ciphertext only, "compatible" either form, "plain" plaintext only. WeCom has no choice.
-MESSAGE_MODES = ("safe", "compatible", "plain")
-
 
 class CallbackRejected(Exception):
     """A callback we refuse. ``status`` is the 4xx to answer, ``reason`` a short log tag."""

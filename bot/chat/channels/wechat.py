@@ -24,7 +24,6 @@ from wechatpy.replies import ArticlesReply
 from bot.chat.channels.inbound import Channel, Inbound
 from bot.chat.channels.mapping import to_inbound
 from bot.chat.channels.security import (
-    MESSAGE_MODES,
     CallbackRejected,
     require_fresh,
     require_params,
@@ -32,6 +31,7 @@ from bot.chat.channels.security import (
     sha1_signature,
 )
 from bot.chat.replies import Reply
+from bot.infra.settings import MESSAGE_MODES
 
 # What garbage inside a correctly signed envelope makes wechatpy/xmltodict raise.
 GARBAGE_ERRORS: tuple[type[BaseException], ...] = (

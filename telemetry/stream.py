@@ -7,7 +7,7 @@ or one that wants Redis to hold its batches while cinebot restarts)::
 
 ``body`` and ``sig`` are exactly what ``POST /telemetry/readings`` takes (the JSON list
 of readings or ``{"readings": [...]}``; ``sig`` = hex(HMAC-SHA256(box key, ts + "\\n" +
-body)), see ``bot.ingest.sign``). Every web process is a consumer of the group
+body)), see ``telemetry.ingest.sign``). Every web process is a consumer of the group
 ``cinebot`` and reads with ``XREADGROUP ... BLOCK`` a few entries at a time. Each entry is
 checked as the endpoint checks a request — active box, signature over ts and body,
 ``ts`` within the tolerance of the entry's *arrival* (its stream id is Redis's clock when
@@ -43,7 +43,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
-from bot.ingest import Refused, TelemetryIngest, parse_batch
+from telemetry.ingest import Refused, TelemetryIngest, parse_batch
 from bot.infra.outage import OutageLog
 
 log = logging.getLogger(__name__)

@@ -112,7 +112,7 @@ def _refuse(status: int, code: str, message: str) -> web.Response:
 
 class Refused(Exception):
     """Why a signed batch is not taken: the HTTP answer, and the dead-letter reason of
-    the Redis stream (``bot.telemetry_stream``), which checks entries the same way."""
+    the Redis stream (``telemetry.stream``), which checks entries the same way."""
 
     def __init__(self, status: int, code: str, message: str) -> None:
         super().__init__(f"{code}: {message}")

@@ -1,0 +1,1 @@
+"""The live seat inventory in Redis: holds, sales and quotas per showtime (``inventory``)."""
