@@ -8,16 +8,18 @@ import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 
+import bot.cli
 import domain
 from bot.app import REDIS
-from bot.wechat.chatclient import next_msg_id, text_xml
 from bot.cli import main
 from bot.infra.storage import open_database
+from bot.wechat.chatclient import next_msg_id, text_xml
 from domain import demo, workorders
 from domain.audit import AuditLog
 from domain.catalog import Showtime
@@ -138,7 +140,9 @@ def cli_clock(
     monkeypatch.setenv("CINEBOT_DATABASE_URL", database_url)
     monkeypatch.setenv("CINEBOT_REDIS_URL", redis_url)
     clock = FakeClock(at(21, 10, 30))
-    monkeypatch.setattr("bot.cli.SystemClock", lambda: clock)
+    for group in vars(bot.cli).values():  # every command group that reads the clock
+        if isinstance(group, ModuleType) and hasattr(group, "SystemClock"):
+            monkeypatch.setattr(group, "SystemClock", lambda: clock)
     return clock
 
 
