@@ -19,46 +19,46 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from tortoise.connection import get_connection
 
 import domain
-from telemetry import ingest as telemetry_ingest
-from telemetry import stream as telemetry_stream
 from bot.chat.callbacks import CallbackEndpoint, LateReplySink
 from bot.chat.channels import Inbound
 from bot.chat.channels.wechat import WeChatCodec
 from bot.chat.channels.wecom import WeComCodec
-from bot.infra.clock import Clock, SystemClock
 from bot.chat.dedup import Deduplicator, ProcessLease
 from bot.chat.dialog import DialogStore
-from bot.infra.metrics import CONTENT_TYPE_LATEST, Metrics
-from bot.nlu.catalog import FilmEntry
-from bot.nlu import sentiment as feedback_text
-from bot.nlu.engine import NluEngine
-from bot.infra.redisbatch import CommandBatcher
 from bot.chat.replies import Reply
 from bot.chat.router import Dispatcher, Understander
-from bot.seats.inventory import SeatInventory, Sold
-from bot.wechat.sender import ApiTransport, OutboxSender, SenderPolicy
-from bot.infra.settings import Settings
+from bot.infra.clock import Clock, SystemClock
+from bot.infra.metrics import CONTENT_TYPE_LATEST, Metrics
 from bot.infra.outage import STORE_DOWN, OutageLog
+from bot.infra.redisbatch import CommandBatcher
+from bot.infra.settings import Settings
 from bot.infra.storage import EmbeddedRedis, open_database, open_redis
+from bot.nlu import sentiment as feedback_text
+from bot.nlu.catalog import FilmEntry
+from bot.nlu.engine import NluEngine
+from bot.seats.inventory import SeatInventory, Sold
 from bot.wechat.api import WeChatApi, WeComApi
+from bot.wechat.sender import ApiTransport, OutboxSender, SenderPolicy
 from domain import demo as demo_data
 from domain import outbox, telemetry_minutes, ticketing
-from handlers import build_router
+from domain.workorders import Kind
+from handlers import alert_cards, build_router, pages
 from handlers import api as ticket_api
-from handlers import pages
-from handlers.payments import Payments
-from handlers.refund_alerts import RefundAlerts
-from handlers.ticket_messages import TicketMessages
+from handlers.actors import ActorDirectory
 from handlers.api import feedback as feedback_api
 from handlers.feedback_loop import FeedbackMessages
-from handlers.workorder_messages import WorkOrderMessages
-from handlers.actors import ActorDirectory
-from handlers.late_replies import LateReplies
 from handlers.handoff import HandoffQueue
+from handlers.late_replies import LateReplies
+from handlers.payments import Payments
 from handlers.reference import ReferenceData
+from handlers.refund_alerts import RefundAlerts
+from handlers.ticket_messages import TicketMessages
+from handlers.workorder_messages import WorkOrderMessages
 from jobs.context import JobContext
 from jobs.locks import LeaderLocks
 from jobs.scheduler import build_scheduler, stop_scheduler
+from telemetry import ingest as telemetry_ingest
+from telemetry import stream as telemetry_stream
 from telemetry.aggregate import MinuteAggregates, MinuteFlusher
 
 log = logging.getLogger(__name__)
@@ -233,7 +233,7 @@ def _desk(app: web.Application) -> WorkOrderMessages:
         settings = app[SETTINGS]
         app[DESK] = WorkOrderMessages(
             settings.public_url, settings.wecom_agent_id, app[CLOCK],
-            wake=app[ticket_api.API].wake_sender,
+            views={Kind.ALERT: alert_cards}, wake=app[ticket_api.API].wake_sender,
         )
     return app[DESK]
 

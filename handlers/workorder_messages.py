@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from tortoise.backends.base.client import BaseDBAsyncClient
@@ -36,7 +37,6 @@ from domain.workorders import (
     KIND_LABELS,
     STATE_LABELS,
     TEAM_LABELS,
-    Kind,
     State,
     WorkOrder,
     managers,
@@ -132,19 +132,41 @@ class Click:
     task_id: str
 
 
+class KindView(Protocol):
+    """How one kind of work order draws its own cards (ALERT: the ``handlers.alert_cards``
+    module). Handed in by the composition root, so this module never imports its views."""
+
+    async def card(
+        self, desk: WorkOrderMessages, order: WorkOrder, conn: BaseDBAsyncClient | None,
+        task_id: str, card_version: int, *, head: str = "", copy: bool = False,
+        keys: list[str] | None = None,
+    ) -> dict[str, Any]: ...
+
+    async def warn_staff(
+        self, desk: WorkOrderMessages, order: WorkOrder, conn: BaseDBAsyncClient
+    ) -> None: ...
+
+    def finished_label(self, order: WorkOrder) -> str: ...
+
+    def buttons_for(self, state: State | str) -> list[str]: ...
+
+
 class WorkOrderMessages:
     """The ``notify`` of ``domain.workorders`` (see the module docstring).
 
+    ``views``: the kinds that draw their own cards (``{Kind.ALERT: handlers.alert_cards}``).
     Needs only plain values, so a scheduled job can be handed one. ``wake`` (optional)
     nudges the outbox sender; handlers call :meth:`wake` after a change has committed.
     """
 
     def __init__(
-        self, public_url: str, wecom_agent_id: int, clock: Clock, *, wake: Any = None
+        self, public_url: str, wecom_agent_id: int, clock: Clock, *,
+        views: Mapping[str, KindView], wake: Any = None,
     ) -> None:
         self.public_url = public_url.rstrip("/")
         self.agent_id = wecom_agent_id
         self.clock = clock
+        self.views = dict(views)
         self._wake = wake
         self.click: Click | None = None
 
@@ -152,7 +174,9 @@ class WorkOrderMessages:
         """The same notify, knowing that ``userid`` clicked card ``task_id``."""
         if not response_code or not task_id:
             return self
-        bound = WorkOrderMessages(self.public_url, self.agent_id, self.clock, wake=self._wake)
+        bound = WorkOrderMessages(
+            self.public_url, self.agent_id, self.clock, views=self.views, wake=self._wake
+        )
         bound.click = Click(userid, response_code, task_id)
         return bound
 
@@ -237,10 +261,9 @@ class WorkOrderMessages:
     # --- alert orders (handlers.alert_cards) ----------------------------------------------------
 
     async def _on_opened(self, order: WorkOrder, conn: BaseDBAsyncClient, info: dict[str, Any]) -> None:
-        if order.kind == Kind.ALERT:
-            from handlers import alert_cards
-
-            await alert_cards.warn_staff(self, order, conn)
+        view = self.views.get(order.kind)
+        if view is not None:
+            await view.warn_staff(self, order, conn)
 
     async def _on_alert_update(self, order: WorkOrder, conn: BaseDBAsyncClient, info: dict[str, Any]) -> None:
         """An alert joined the order or rose in severity: every card is redrawn. A rise in
@@ -255,10 +278,9 @@ class WorkOrderMessages:
         updated = await self._update_holders(order, conn, fresh)
         if not raised and order.assignee and order.assignee not in updated:
             await self._send_card(order, conn, order.assignee, "u", head="➕ 新告警 ", key_part="joined")
-        if raised:
-            from handlers import alert_cards
-
-            await alert_cards.warn_staff(self, order, conn)
+        view = self.views.get(order.kind)
+        if raised and view is not None:
+            await view.warn_staff(self, order, conn)
 
     async def _on_alert_reminder(self, order: WorkOrder, conn: BaseDBAsyncClient, info: dict[str, Any]) -> None:
         n = int(info.get("n") or 1)
@@ -318,11 +340,10 @@ class WorkOrderMessages:
         *, head: str = "", copy: bool = False, keys: list[str] | None = None,
     ) -> dict[str, Any]:
         """The template card for ``order`` as it is now; ``keys``: the actions it may offer."""
-        if order.kind == Kind.ALERT:
-            from handlers import alert_cards  # builds on this module
-
-            return await alert_cards.card(self, order, conn, task_id, card_version, head=head,
-                                          copy=copy, keys=keys)
+        view = self.views.get(order.kind)
+        if view is not None:
+            return await view.card(self, order, conn, task_id, card_version, head=head,
+                                   copy=copy, keys=keys)
         now = self.clock.now()
         cinema = await Cinema.get_or_none(id=order.cinema_id).using_db(conn)
         assignee = (
@@ -427,14 +448,12 @@ class WorkOrderMessages:
         self, order: WorkOrder, conn: BaseDBAsyncClient, row: OutboundMessage
     ) -> dict[str, Any] | str:
         """The card ``row`` sent, as it should look now (or the label its buttons become)."""
-        alert = order.kind == Kind.ALERT
-        if alert:
-            from handlers import alert_cards  # builds on this module
+        view = self.views.get(order.kind)
         if order.state in FINISHED:
-            return alert_cards.finished_label(order) if alert else FINISHED[order.state]
+            return view.finished_label(order) if view else FINISHED[order.state]
         old = row.payload.get("template_card") or {}
         offered = [_action_of(b.get("key", "")) for b in old.get("button_list") or []]
-        menu = alert_cards.buttons_for(order.state) if alert else buttons_for(order.state)
+        menu = view.buttons_for(order.state) if view else buttons_for(order.state)
         keys = [a for a in menu if a in offered]
         if not keys:
             return STATE_LABELS.get(order.state, str(order.state))

@@ -46,7 +46,7 @@ from handlers.api.http import (
     str_field,
 )
 from handlers.feedback_loop import FeedbackMessages, alert_if_needed, read_comment, show_text
-from handlers.pages import STYLE
+from handlers.style import STYLE
 
 VISITOR_COOKIE = "cb_visitor"
 VISITOR = re.compile(r"[A-Za-z0-9_-]{16,40}")

@@ -21,7 +21,7 @@ from handlers.api.auth import page_token, session_from_token
 from handlers.api.context import ApiContext
 from handlers.api.http import Problem
 from handlers.api.serialise import SHANGHAI
-from handlers.pages import STYLE
+from handlers.style import STYLE
 
 PICKER_STYLE = """
 .screen{margin:4px auto 10px;width:70%;text-align:center;font-size:12px;color:#888;
