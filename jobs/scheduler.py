@@ -13,7 +13,15 @@ from jobs.context import JobContext
 log = logging.getLogger(__name__)
 
 
-def build_scheduler(ctx: JobContext, demo: bool) -> AsyncIOScheduler:
+def build_scheduler(ctx: JobContext, demo: bool = False) -> AsyncIOScheduler:
+    """Every job, in every process that runs jobs (one run per tick across them all).
+
+    ``demo`` (the process seeded the demo cinema) no longer changes the set: the demo
+    top-up runs everywhere and acts only where a demo cinema was seeded, because the
+    process that seeds it (``cinebot demo``, ``serve --demo``) is often not one that runs
+    jobs — in the compose demo a one-shot ``cinebot demo`` seeds and ``cinebot worker``
+    keeps the week topped up. Without a demo cinema it costs one query an hour.
+    """
     scheduler = AsyncIOScheduler(timezone="Asia/Shanghai")
     holds.register(scheduler, ctx)
     payments.register(scheduler, ctx)  # payments a dead process left half-done
@@ -21,8 +29,7 @@ def build_scheduler(ctx: JobContext, demo: bool) -> AsyncIOScheduler:
     alerts.register(scheduler, ctx)  # alert reminders, silences that end
     feedback.register(scheduler, ctx)
     retention.register(scheduler, ctx)
-    if demo:
-        schedule.register(scheduler, ctx)
+    schedule.register(scheduler, ctx)  # the demo cinema's rolling week, where there is one
     return scheduler
 
 
