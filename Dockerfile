@@ -44,8 +44,19 @@ RUN groupadd --system --gid 10001 cinebot \
  && chown cinebot:cinebot /data
 
 COPY --from=builder /opt/venv /opt/venv
-# Train the intent model into the image, so containers start in about a second.
-RUN cinebot nlu train && chmod -R a+rX /opt/cinebot-nlu
+# Both models the processes load are trained into the image, side by side in
+# CINEBOT_NLU_CACHE: the intent model and the feedback (comment) model. Containers start in
+# about a second and only read them: the folder stays root's, and a missing model fails the
+# build here instead of a runtime user's attempt to train and write it. The feedback
+# model's training leaves jieba's dictionary cache in /tmp with mode 0600: made readable,
+# so no process rebuilds it either.
+RUN cinebot nlu train \
+ && for model in intent feedback; do \
+        ls "$CINEBOT_NLU_CACHE"/$model-*.pkl >/dev/null 2>&1 \
+        || { echo "cinebot nlu train left no $model model in $CINEBOT_NLU_CACHE" >&2; exit 1; }; \
+    done \
+ && chmod -R a+rX,go-w "$CINEBOT_NLU_CACHE" \
+ && find /tmp -maxdepth 1 -name 'jieba*.cache' -exec chmod a+r {} +
 
 USER cinebot
 WORKDIR /home/cinebot
