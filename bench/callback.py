@@ -1,7 +1,7 @@
 """Throughput and latency of ``POST /wechat/callback`` in safe (AES) mode, on one server process.
 
     .venv/bin/python bench/callback.py [--messages 5000] [--concurrency 64] [--warmup 500]
-                                       [--rounds 5]
+                                       [--rounds 5] [--batcher both|wire|pipeline]
 
 Two servers are measured one after the other, each in a child process of its own
 (``--serve``, started by this script) so that the load generator in this process
@@ -20,6 +20,15 @@ baseline
     a bare aiohttp handler doing only the unavoidable part: envelope parse,
     sha1 signature + constant-time compare, WeChatCrypto decrypt, and an
     encrypted echo reply. No Redis, no database, no routing.
+
+``--batcher`` picks the path of the pipeline's Redis batches (the one
+``bot.infra.redisbatch.CommandBatcher`` of the app: dedup claims, dialog state,
+转人工): ``wire``, the hand-written RESP connection on hiredis; ``pipeline``,
+redis-py's own pipeline under the same batching (group commit, ``max_inflight``,
+``urgent``); ``both`` (the default) runs the pipeline twice, one server each way,
+reported as ``wire`` and ``redis-py``, measured back to back in every round, with the
+median of the rounds' wire/redis-py ratios (throughput, p50, p99, CPU per message).
+``--only pipeline --batcher both`` leaves the baseline out.
 
 Every message has a unique MsgId and comes from one of ``--users`` openids
 (fresh ones for the measured run, so it sees first contacts too, but mostly
@@ -58,6 +67,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -79,6 +89,7 @@ from bot.infra.settings import Settings  # noqa: E402
 TARGET_RATE = 1000.0  # msg/s
 TARGET_P99_MS = 50.0
 TARGET_RATIO = 0.5
+BATCHER_LABELS = {"wire": "wire", "pipeline": "redis-py"}
 
 # What the audience says, and a piece of what the bot must answer. The showtime
 # answers depend on the time of day ("…的场次：" or "…已经没有可看的场次了"), so
@@ -195,13 +206,18 @@ class _Profiler:
         return written
 
 
-async def _serve(kind: str, profile: str) -> None:
+async def _serve(kind: str, profile: str, batcher: str) -> None:
     from bot.infra.logs import configure_logging
 
     settings = Settings.from_env(env_file=None)
     configure_logging(settings.log_level, settings.log_format)
     if kind == "pipeline":
         from bot.app import init_app
+        from bot.infra import redisbatch
+
+        # The app's one CommandBatcher is made in init_app's Redis context: this picks the
+        # path its batches take (the same batching either way).
+        redisbatch.CommandBatcher.transport = "pipeline" if batcher == "pipeline" else "auto"
 
         app = init_app(settings, seed_demo=True, run_jobs=False)
     else:
@@ -479,8 +495,11 @@ def _find_redis(workdir: str) -> int | None:
 class _Server:
     """One ``--serve`` child process; the parent speaks to it over stdin/stdout."""
 
-    def __init__(self, kind: str, profile: str, keep: bool, loop: str) -> None:
+    def __init__(
+        self, kind: str, profile: str, keep: bool, loop: str, batcher: str = "wire"
+    ) -> None:
         self.kind, self.profile, self.keep, self.loop = kind, profile, keep, loop
+        self.batcher = batcher
         self.workdir = tempfile.mkdtemp(prefix=f"cinebot-bench-{kind}-")
         self.log_path = Path(self.workdir) / "server.log"
         self.proc: asyncio.subprocess.Process | None = None
@@ -500,7 +519,7 @@ class _Server:
         with open(self.log_path, "wb") as log:
             self.proc = await asyncio.create_subprocess_exec(
                 sys.executable, str(Path(__file__).resolve()),
-                "--serve", self.kind, "--profile", self.profile,
+                "--serve", self.kind, "--profile", self.profile, "--batcher", self.batcher,
                 stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=log,
                 env=env, cwd=self.workdir,
             )
@@ -595,10 +614,15 @@ class _Side:
     """One side of the comparison: its server, started once and warmed up, then measured
     once per round."""
 
-    def __init__(self, kind: str, args: argparse.Namespace, settings: Settings) -> None:
-        self.kind, self.args, self.settings = kind, args, settings
+    def __init__(
+        self, label: str, kind: str, args: argparse.Namespace, settings: Settings,
+        batcher: str = "wire",
+    ) -> None:
+        # label: the side's name in the report; kind: what the server runs (pipeline or
+        # baseline); batcher: the path the pipeline's Redis batches take (wire or pipeline).
+        self.label, self.kind, self.args, self.settings = label, kind, args, settings
         self.profile = args.profile if kind == "pipeline" else "none"
-        self.server = _Server(kind, self.profile, args.keep_workdir, args.loop)
+        self.server = _Server(kind, self.profile, args.keep_workdir, args.loop, batcher)
         self.signer = WeChatSigner(settings)
         self.rng = random.Random(20240601)
         self.http: aiohttp.ClientSession | None = None
@@ -606,7 +630,7 @@ class _Side:
         self.profile_files: list[str] = []
 
     async def open(self) -> None:
-        kind, args = self.kind, self.args
+        kind, args = self.label, self.args
         print(f"[{kind}] starting server …", file=sys.stderr, flush=True)
         t = time.perf_counter()
         await self.server.start()
@@ -631,7 +655,7 @@ class _Side:
             await self.server.command("profile-start")
 
     async def measure(self, round_no: int) -> Outcome:
-        kind, args, server = self.kind, self.args, self.server
+        kind, args, server = self.label, self.args, self.server
         assert self.http is not None
         # Signed right before the timed run (the server rejects timestamps > 300 s old), by
         # openids new to this round, so every round meets first contacts too.
@@ -659,7 +683,7 @@ class _Side:
             out.server_cpu = srv1 - srv0
         if red0 is not None and red1 is not None:
             out.redis_cpu = red1 - red0
-        _verify(kind, self.signer, plans, out, args.verify_sample)
+        _verify(self.kind, self.signer, plans, out, args.verify_sample)
         out.bodies = []  # checked; not kept for the report
         self.outcomes.append(out)
         return out
@@ -668,7 +692,7 @@ class _Side:
         try:
             if self.profile != "none" and self.server.proc is not None:
                 stem = self.args.profile_out or os.path.join(
-                    tempfile.gettempdir(), f"cinebot-profile-{self.kind}-{self.args.profile}"
+                    tempfile.gettempdir(), f"cinebot-profile-{self.label}-{self.args.profile}"
                 )
                 self.profile_files = (await self.server.command(f"profile-stop {stem}")).split()
         finally:
@@ -684,7 +708,7 @@ class _Side:
             self.outcomes[0].profile_files = self.profile_files
         if self.args.dump and self.outcomes:
             merged = _merged(self.outcomes)
-            path = Path(self.args.dump.replace("{kind}", self.kind))
+            path = Path(self.args.dump.replace("{kind}", self.label))
             with path.open("w") as f:
                 f.write("index,round,text,first_contact,sent_s,latency_ms,status\n")
                 i = 0
@@ -695,7 +719,7 @@ class _Side:
                             f"{o.started[j]:.6f},{o.latencies[j] * 1000:.3f},{o.statuses[j]}\n"
                         )
                         i += 1
-            print(f"[{self.kind}] per-request figures written to {path}", file=sys.stderr)
+            print(f"[{self.label}] per-request figures written to {path}", file=sys.stderr)
 
 
 def _pct_of(cpu: float | None, seconds: float) -> str:
@@ -709,7 +733,7 @@ def _width(text: str) -> int:
 
 def _report(
     results: dict[str, Outcome], args: argparse.Namespace,
-    rounds: dict[str, list[Outcome]], ratios: list[float], loops: dict[str, str],
+    rounds: dict[str, list[Outcome]], loops: dict[str, str],
 ) -> None:
     mode = f"open loop at {args.rate:g} msg/s" if args.rate > 0 else "closed loop"
     print()
@@ -718,7 +742,7 @@ def _report(
         f" {args.users} distinct openids, warmup {args.warmup}"
     )
     if len(set(loops.values())) == 1:
-        print(f"event loop: {next(iter(loops.values()))} (both servers)")
+        print(f"event loop: {next(iter(loops.values()))} (every server)")
     else:  # uvloop missing on one side cannot happen in one venv, but say so if it does
         print("event loops differ: " + ", ".join(f"{k} on {v}" for k, v in loops.items()))
     cols = (
@@ -736,10 +760,7 @@ def _report(
     print(head)
     print("-" * len(head))
     for kind, o in results.items():
-        per_msg = (
-            f"{1e6 * (o.server_cpu + (o.redis_cpu or 0)) / o.messages:.0f}"
-            if o.server_cpu is not None else "?"
-        )
+        per_msg = _per_msg(o)
         values = (
             kind, o.messages, f"{o.seconds:.2f}", f"{o.rate:.0f}", f"{o.pct(0.50):.1f}",
             f"{o.pct(0.90):.1f}", f"{o.pct(0.99):.1f}", f"{max(o.latencies) * 1000:.1f}", o.errors,
@@ -778,13 +799,14 @@ def _report(
         for path in o.profile_files:
             print(f"  profile written: {path}")
 
-    pipe = results.get("pipeline")
-    if pipe is not None:
+    apps = [label for label in results if label != "baseline"]
+    for label in apps:
+        app = results[label]
         print()
-        print("pipeline latency by message (ms):")
+        print(f"{label} latency by message (ms):")
         groups: dict[str, list[float]] = {text: [] for text, _ in MESSAGES}
         groups.update({"(first contact)": [], "(repeat sender)": []})
-        for text, first, lat in zip(pipe.texts, pipe.first_contact, pipe.latencies):
+        for text, first, lat in zip(app.texts, app.first_contact, app.latencies):
             groups[text].append(lat * 1000)
             groups["(first contact)" if first else "(repeat sender)"].append(lat * 1000)
         for name, xs in groups.items():
@@ -796,42 +818,93 @@ def _report(
             print(f"  {name}{pad} n={len(xs):<5} p50 {xs[len(xs) // 2]:7.1f}  p99 {p99:7.1f}")
 
     print()
-    ratio = statistics.median(ratios) if ratios else None
-    if len(ratios) > 1:
-        # Each round measures both sides back to back, so a ratio compares figures taken
-        # under the same load from whatever else runs on the machine.
-        print("rounds (the two sides back to back, taking turns to go first):")
-        for i, (b, p) in enumerate(zip(rounds["baseline"], rounds["pipeline"]), start=1):
+    n_rounds = min(len(outs) for outs in rounds.values())
+    # Each round measures every side back to back, so a ratio compares figures taken
+    # under the same load from whatever else runs on the machine.
+    if n_rounds > 1:
+        print("rounds (the sides back to back, taking turns to go first):")
+        for i in range(n_rounds):
+            parts = []
+            for label, outs in rounds.items():
+                o = outs[i]
+                parts.append(
+                    f"{label} {o.rate:5.0f} msg/s (p50 {o.pct(0.50):.1f}, p99 {o.pct(0.99):.1f} ms"
+                    f", {_per_msg(o)} µs/msg)"
+                )
+            print(f"  round {i + 1}: " + "; ".join(parts))
+        print("medians of the rounds:")
+        for label, outs in rounds.items():
             print(
-                f"  round {i}: baseline {b.rate:5.0f} msg/s, pipeline {p.rate:5.0f} msg/s"
-                f" (p99 {p.pct(0.99):.1f} ms), ratio {p.rate / b.rate:.2f}"
+                f"  {label:<10} {statistics.median(o.rate for o in outs):6.0f} msg/s"
+                f"  p50 {statistics.median(o.pct(0.50) for o in outs):6.1f} ms"
+                f"  p99 {statistics.median(o.pct(0.99) for o in outs):6.1f} ms"
             )
-        print(f"ratio pipeline/baseline = {ratio:.2f} (median of {len(ratios)} rounds)")
-    elif ratio is not None:
-        print(f"ratio pipeline/baseline = {ratio:.2f}")
-    if pipe is not None:
+    ratio_of: dict[str, float] = {}
+    if "baseline" in rounds:
+        for label in apps:
+            ratios = [p.rate / b.rate for b, p in zip(rounds["baseline"], rounds[label]) if b.rate]
+            if ratios:
+                ratio_of[label] = statistics.median(ratios)
+                print(
+                    f"ratio {label}/baseline = {ratio_of[label]:.2f}"
+                    + (f" (median of {len(ratios)} rounds)" if len(ratios) > 1 else "")
+                )
+    if "wire" in rounds and "redis-py" in rounds:
+        wire, rp = rounds["wire"], rounds["redis-py"]
+
+        def median_ratio(figure: Callable[[Outcome], float]) -> float:
+            return statistics.median(figure(w) / figure(r) for w, r in zip(wire, rp))
+
+        gain = median_ratio(lambda o: o.rate)
+        print(
+            f"wire/redis-py (median of {len(wire)} rounds' ratios): throughput {gain:.3f},"
+            f" p50 latency {median_ratio(lambda o: o.pct(0.50)):.3f},"
+            f" p99 latency {median_ratio(lambda o: o.pct(0.99)):.3f}"
+            + (
+                f", server+redis CPU per message {median_ratio(_cpu_per_msg):.3f}"
+                if all(o.server_cpu is not None for o in wire + rp) else ""
+            )
+        )
+        print(
+            f"the hand-written wire's whole-pipeline throughput gain: {100 * (gain - 1):+.1f} %"
+            " (keep it only at >= +20 %)"
+        )
+    for label in apps:
+        app = results[label]
         if args.profile != "none":
-            print("NOTE: the pipeline ran under a profiler; its figures are not representative.")
-        print("targets (pipeline):")
-        p99 = pipe.pct(0.99)
+            print(f"NOTE: {label} ran under a profiler; its figures are not representative.")
+        print(f"targets ({label}):")
+        p99 = app.pct(0.99)
         marks = [
-            (f"throughput >= {TARGET_RATE:g} msg/s", f"{pipe.rate:.0f} msg/s",
-             pipe.rate >= TARGET_RATE),
+            (f"throughput >= {TARGET_RATE:g} msg/s", f"{app.rate:.0f} msg/s",
+             app.rate >= TARGET_RATE),
             (f"p99 <= {TARGET_P99_MS:g} ms", f"{p99:.1f} ms", p99 <= TARGET_P99_MS),
         ]
-        if ratio is not None:
-            marks.append((f"ratio >= {TARGET_RATIO:g}", f"{ratio:.2f}", ratio >= TARGET_RATIO))
-        marks.append(("errors == 0", str(pipe.errors), pipe.errors == 0))
+        if label in ratio_of:
+            marks.append(
+                (f"ratio >= {TARGET_RATIO:g}", f"{ratio_of[label]:.2f}",
+                 ratio_of[label] >= TARGET_RATIO)
+            )
+        marks.append(("errors == 0", str(app.errors), app.errors == 0))
         for name, value, ok in marks:
             print(f"  {name:<28}{value:>12}   {'PASS' if ok else 'FAIL'}")
-        if args.rate <= 0:
-            # Little's law: in a closed loop, mean latency = connections / throughput.
-            need = args.concurrency / (TARGET_P99_MS / 1000)
-            print(
-                f"  (closed loop: mean latency = {args.concurrency} connections / throughput,"
-                f" so p99 <= {TARGET_P99_MS:g} ms needs well over {need:.0f} msg/s;"
-                f" --rate {TARGET_RATE:g} measures latency at the target load instead)"
-            )
+    if apps and args.rate <= 0:
+        # Little's law: in a closed loop, mean latency = connections / throughput.
+        need = args.concurrency / (TARGET_P99_MS / 1000)
+        print(
+            f"  (closed loop: mean latency = {args.concurrency} connections / throughput,"
+            f" so p99 <= {TARGET_P99_MS:g} ms needs well over {need:.0f} msg/s;"
+            f" --rate {TARGET_RATE:g} measures latency at the target load instead)"
+        )
+
+
+def _cpu_per_msg(o: Outcome) -> float:
+    """Server + Redis CPU seconds per message."""
+    return ((o.server_cpu or 0.0) + (o.redis_cpu or 0.0)) / o.messages
+
+
+def _per_msg(o: Outcome) -> str:
+    return f"{1e6 * _cpu_per_msg(o):.0f}" if o.server_cpu is not None else "?"
 
 
 def _merged(rounds: list[Outcome]) -> Outcome:
@@ -869,30 +942,33 @@ def _merged(rounds: list[Outcome]) -> Outcome:
 async def _bench(args: argparse.Namespace) -> None:
     # The same credentials the server reads (from the environment, or the demo defaults).
     settings = Settings.from_env(env_file=None)
-    kinds = ["baseline", "pipeline"] if args.only == "both" else [args.only]
-    sides = {kind: _Side(kind, args, settings) for kind in kinds}
+    sides: dict[str, _Side] = {}
+    if args.only in ("both", "baseline"):
+        sides["baseline"] = _Side("baseline", "baseline", args, settings)
+    if args.only in ("both", "pipeline"):
+        batchers = ("wire", "pipeline") if args.batcher == "both" else (args.batcher,)
+        for batcher in batchers:
+            # One batcher keeps the name "pipeline"; two are named by their Redis path.
+            label = BATCHER_LABELS[batcher] if len(batchers) > 1 else "pipeline"
+            sides[label] = _Side(label, "pipeline", args, settings, batcher)
+    labels = list(sides)
     try:
         for side in sides.values():
             await side.open()
         for r in range(args.rounds):
             if args.rounds > 1:
                 print(f"[round {r + 1}/{args.rounds}]", file=sys.stderr, flush=True)
-            # The two sides take turns, back to back on servers already warm, and swap who
-            # goes first each round: a busy spell of other processes on the machine weighs
-            # on both figures of a round alike.
-            for kind in kinds if r % 2 == 0 else kinds[::-1]:
-                await sides[kind].measure(r)
+            # The sides take turns, back to back on servers already warm, and the order is
+            # reversed each round: a busy spell of other processes on the machine weighs
+            # on the figures of a round alike, and no side always goes first.
+            for label in labels if r % 2 == 0 else labels[::-1]:
+                await sides[label].measure(r)
     finally:
         for side in sides.values():
             await side.close()
-    rounds = {kind: side.outcomes for kind, side in sides.items()}
-    ratios: list[float] = []
-    if len(kinds) == 2:
-        ratios = [
-            p.rate / b.rate for b, p in zip(rounds["baseline"], rounds["pipeline"]) if b.rate
-        ]
-    loops = {kind: side.server.loop for kind, side in sides.items()}
-    _report({kind: _merged(outs) for kind, outs in rounds.items()}, args, rounds, ratios, loops)
+    rounds = {label: side.outcomes for label, side in sides.items()}
+    loops = {label: side.server.loop for label, side in sides.items()}
+    _report({label: _merged(outs) for label, outs in rounds.items()}, args, rounds, loops)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -903,12 +979,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--users", type=int, default=300, help="distinct openids per run")
     p.add_argument("--rate", type=float, default=0.0, help="open-loop msg/s (0 = closed loop)")
     p.add_argument("--only", choices=("both", "pipeline", "baseline"), default="both")
+    p.add_argument(
+        "--batcher", choices=("both", "wire", "pipeline"), default="both",
+        help="the path of the pipeline's Redis batches: the hand-written RESP wire, redis-py's"
+        " pipeline (same batching), or both side by side (reported as wire and redis-py)",
+    )
     p.add_argument("--rounds", type=int, default=5,
                    help="measure the sides alternately this many times (ratio = median)")
     p.add_argument("--verify-sample", type=int, default=0, help="replies to decrypt (0 = all)")
     p.add_argument("--profile", choices=("none", "pyinstrument", "cprofile"), default="none")
     p.add_argument("--profile-out", help="profile file stem (default $TMPDIR/cinebot-profile-…)")
-    p.add_argument("--dump", help="write per-request CSV here ({kind} = pipeline/baseline)")
+    p.add_argument(
+        "--dump", help="write per-request CSV here ({kind} = baseline/pipeline/wire/redis-py)"
+    )
     p.add_argument("--keep-workdir", action="store_true", help="keep the servers' temp dirs")
     p.add_argument("--loop", choices=eventloop.CHOICES, default=Settings().event_loop,
                    help="event loop of both servers (default: the product's, as `cinebot serve`)")
@@ -917,7 +1000,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.serve:
         # Both servers run on the event loop the parent names (CINEBOT_EVENT_LOOP), as
         # `cinebot serve` does: a ratio compares the two on the same loop.
-        eventloop.run(_serve(args.serve, args.profile), Settings.from_env(env_file=None).event_loop)
+        eventloop.run(
+            _serve(args.serve, args.profile, args.batcher),
+            Settings.from_env(env_file=None).event_loop,
+        )
         return 0
     if args.messages <= 0 or args.concurrency <= 0 or args.rounds <= 0:
         p.error("--messages, --concurrency and --rounds must be positive")

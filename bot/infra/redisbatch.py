@@ -137,6 +137,11 @@ class _Wire(asyncio.Protocol):
 
 
 class CommandBatcher:
+    # Which path the batches take: "auto" (the hand-written wire, redis-py's pipeline for
+    # TLS) or "pipeline" (redis-py's pipeline, with the same batching: max_inflight and
+    # urgent as on the wire). bench/callback.py --batcher sets it to compare the two.
+    transport = "auto"
+
     def __init__(
         self, redis: aioredis.Redis, max_batch: int = 256, max_inflight: int = 2,
         timeout: float = 5.0,
@@ -156,7 +161,10 @@ class CommandBatcher:
         self._closed = False
         kind = redis.connection_pool.connection_class
         self._raw = not issubclass(kind, SSLConnection)
-        if not self._raw:
+        self._same_batching = self.transport == "pipeline"
+        if self._same_batching:
+            self._raw = False
+        elif not self._raw:
             # Pipelines may take different pooled connections; one at a time keeps the
             # commands in the order they were issued (a write is seen by a later read).
             self.max_inflight = 1
@@ -172,7 +180,7 @@ class CommandBatcher:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         self._pending.append((args, future))
-        if urgent and self._raw:
+        if urgent and (self._raw or self._same_batching):
             self._urgent = True
         if self._inflight >= self.max_inflight and not self._urgent:
             pass  # a batch that comes back sends what gathered meanwhile
@@ -343,6 +351,7 @@ class CommandBatcher:
     def _flush_pipeline(self) -> None:
         batch = self._pending[: self.max_batch]
         del self._pending[: self.max_batch]
+        self._urgent = False
         self._inflight += 1
         task = asyncio.ensure_future(self._send_pipeline(batch))
         self._pipelines.add(task)
