@@ -289,11 +289,6 @@ def test_the_image_trains_both_models_and_the_runtime_user_only_reads_them() -> 
     assert not any("chown" in line and cache.group(1) in line for line in stage)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="`cinebot nlu train` trains the intent model only until the feedback model is "
-    "trained with it (see the Dockerfile); drop this mark with that change",
-)
 def test_cinebot_nlu_train_leaves_both_models_in_the_cache(tmp_path: Path) -> None:
     cinebot = Path(sys.executable).with_name("cinebot")
     cache, tmp = tmp_path / "nlu", tmp_path / "tmp"

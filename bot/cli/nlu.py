@@ -25,10 +25,17 @@ def cmd_nlu(args: argparse.Namespace) -> int:
     if args.action == "train":
         import time
 
+        from bot.nlu import sentiment
+
+        # Every model the processes load, so an image trained at build never writes one.
         started = time.perf_counter()
         print("正在训练意图模型……", file=sys.stderr)
         load_or_train(retrain=True)
         print(f"意图模型已训练并缓存（{time.perf_counter() - started:.1f} 秒）。")
+        started = time.perf_counter()
+        print("正在训练评价分类模型……", file=sys.stderr)
+        sentiment.load_or_train(retrain=True)
+        print(f"评价分类模型已训练并缓存（{time.perf_counter() - started:.1f} 秒）。")
         return 0
     try:
         now = parse_time(args.now, clock.now())
@@ -82,5 +89,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("file", help="JSON lines with text, intent, optional role/now/slots")
     ev.add_argument("--now", help="default time for lines without `now`")
     ev.add_argument("--films", help="film catalog file: `title|alias|alias` per line")
-    nlu.add_parser("train", help="retrain the intent model and cache it")
+    nlu.add_parser("train", help="retrain the intent and feedback models and cache them")
     p.set_defaults(func=cmd_nlu)
