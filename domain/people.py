@@ -52,28 +52,31 @@ class Staff(Model):
 
 
 async def touch_member(openid: str, now: datetime) -> tuple[Member, bool]:
-    """The member for an openid, created on first contact. Returns (member, created)."""
-    member = await Member.get_or_none(openid=openid)
-    if member is not None:
-        return member, False
-    try:
-        # One autocommitted INSERT: first contacts arrive in bursts (a QR code at a
-        # hall exit), and an explicit transaction would double their cost.
-        return await Member.create(openid=openid, first_seen=now, last_seen=now), True
-    except IntegrityError:
-        # Two first messages at once: the other one created it.
-        return await Member.get(openid=openid), False
+    """The member for an openid, created on first contact. Returns (member, created).
+
+    ``touch_members`` for one openid, as cheap as can be: it runs on every API request,
+    so a known member's ``last_seen`` is left alone, and a new member is one
+    autocommitted INSERT (first contacts arrive in bursts, a QR code at a hall exit,
+    and an explicit transaction would double their cost)."""
+    [result] = await _touch([openid], now, batch=False)
+    return result
 
 
 async def touch_members(openids: list[str], now: datetime) -> list[tuple[Member, bool]]:
     """``touch_member`` for a batch (the actor directory's group commit): one SELECT,
     and for new openids one INSERT and one SELECT, plus one UPDATE moving ``last_seen``
     of those that were known. Results are in the order of ``openids``."""
+    return await _touch(openids, now, batch=True)
+
+
+async def _touch(openids: list[str], now: datetime, *, batch: bool) -> list[tuple[Member, bool]]:
+    """Both of them: look the openids up, create the missing ones and, for a batch, move
+    the known ones' ``last_seen`` on."""
     unique = list(dict.fromkeys(openids))
     found = {m.openid: m for m in await Member.filter(openid__in=unique)}
     missing = [o for o in unique if o not in found]
     created: set[str] = set()
-    if missing:
+    if batch and missing:
         await Member.bulk_create(
             [Member(openid=o, first_seen=now, last_seen=now) for o in missing],
             ignore_conflicts=True,  # another process's first contact may have won
@@ -81,8 +84,16 @@ async def touch_members(openids: list[str], now: datetime) -> list[tuple[Member,
         for m in await Member.filter(openid__in=missing):
             found[m.openid] = m
             created.add(m.openid)
+    elif missing:
+        [o] = missing  # touch_member: one openid
+        try:
+            found[o] = await Member.create(openid=o, first_seen=now, last_seen=now)
+            created.add(o)
+        except IntegrityError:
+            # Two first messages at once: the other one created it.
+            found[o] = await Member.get(openid=o)
     known = [o for o in unique if o not in created]
-    if known:
+    if batch and known:
         await Member.filter(openid__in=known).update(last_seen=now)
     return [(found[o], o in created) for o in openids]
 

@@ -8,12 +8,13 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import pytest
+from tortoise.exceptions import IntegrityError
 
 import domain
 from bot.infra.storage import open_database
 from domain.groupcommit import GroupCommit
 from domain.outbox import OutboundMessage, Outgoing, insert_many
-from domain.people import Member, member_phones, touch_members
+from domain.people import Member, member_phones, touch_member, touch_members
 from handlers.reference import ReferenceData
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
@@ -111,6 +112,30 @@ async def test_members_are_created_once_in_a_batch_and_known_ones_are_touched(db
     await old.refresh_from_db()
     assert old.last_seen == NOW
     assert await member_phones(["known", "new1", "nobody"]) == ["13812341234", None, None]
+
+
+async def test_one_member_is_created_on_first_contact_and_then_only_found(
+    db: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    member, created = await touch_member("solo", NOW)
+    assert created and member.first_seen == member.last_seen == NOW
+    later = NOW.replace(hour=13)
+    again, created = await touch_member("solo", later)
+    assert (again.id, created) == (member.id, False)
+    await again.refresh_from_db()
+    assert again.last_seen == NOW  # unlike touch_members, a known member is only found
+
+    # Two first messages at once: the INSERT that loses finds the other one's row.
+    create = Member.create
+
+    async def lost_race(**fields: object) -> Member:
+        await create(**fields)
+        raise IntegrityError("UNIQUE constraint failed: member.openid")
+
+    monkeypatch.setattr(Member, "create", lost_race)
+    member, created = await touch_member("racer", NOW)
+    assert (member.openid, created) == ("racer", False)
+    assert await Member.filter(openid="racer").count() == 1
 
 
 async def test_concurrent_cache_misses_load_once(monkeypatch: pytest.MonkeyPatch) -> None:
