@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.infra.settings import Settings, SettingsError
+from bot.infra.settings import RedisSentinel, Settings, SettingsError
 
 # A valid EncodingAESKey that is not one of the demo keys: 32 bytes, base64, no "=".
 OTHER_AES_KEY = base64.b64encode(bytes(range(100, 132))).decode().rstrip("=")
@@ -165,3 +165,139 @@ def test_redacted_keeps_urls_without_passwords_as_they_are() -> None:
 def test_an_empty_redis_url_means_the_embedded_redis() -> None:
     settings = Settings.from_env(environ={"CINEBOT_REDIS_URL": "  "}, env_file=None)
     assert settings.redis_url is None
+
+
+# A Sentinel-managed Redis -------------------------------------------------------------
+SENTINELS = {
+    "CINEBOT_REDIS_SENTINELS": "sentinel-1:26379, sentinel-2:26379,10.0.0.3:26380,[fd00::4]:26379",
+    "CINEBOT_REDIS_SENTINEL_SERVICE": "cinebot",
+}
+
+
+def test_sentinels_and_a_service_name_make_a_sentinel_managed_redis() -> None:
+    settings = Settings.from_env(environ=SENTINELS, env_file=None)
+
+    target = settings.redis_sentinel
+    assert target == RedisSentinel(
+        sentinels=(
+            ("sentinel-1", 26379), ("sentinel-2", 26379), ("10.0.0.3", 26380), ("fd00::4", 26379),
+        ),
+        service="cinebot",
+    )
+    # Carried in redis_url, which every process hands to the Redis factory: no embedded Redis.
+    assert settings.redis_url == (
+        "redis+sentinel://sentinel-1:26379,sentinel-2:26379,10.0.0.3:26380,[fd00::4]:26379/cinebot"
+    )
+    assert settings.redis_target == (
+        "Sentinel-managed primary 'cinebot' (sentinels sentinel-1:26379,sentinel-2:26379,"
+        "10.0.0.3:26380,[fd00::4]:26379, db 0)"
+    )
+    assert settings.validate() == []
+
+
+def test_sentinel_and_redis_passwords_and_the_database_are_kept_and_never_shown() -> None:
+    environ = {
+        **SENTINELS,
+        "CINEBOT_REDIS_PASSWORD": "redis-pa55:w@rd/&?",
+        "CINEBOT_REDIS_SENTINEL_PASSWORD": "sentinel-pa55&x=1",
+        "CINEBOT_REDIS_DB": "2",
+    }
+    settings = Settings.from_env(environ=environ, env_file=None)
+
+    target = settings.redis_sentinel
+    assert target is not None
+    assert (target.password, target.sentinel_password, target.db) == (
+        "redis-pa55:w@rd/&?", "sentinel-pa55&x=1", 2,
+    )
+    assert RedisSentinel.parse(target.url()) == target
+    shown = repr(settings.redacted()) + settings.redis_target
+    assert "pa55" not in shown
+    assert settings.redacted()["redis_url"] == (
+        "redis+sentinel://:***@sentinel-1:26379,sentinel-2:26379,10.0.0.3:26380,"
+        "[fd00::4]:26379/cinebot?db=2&sentinel_password=***"
+    )
+
+
+def test_bad_sentinel_addresses_are_named_in_one_clear_error() -> None:
+    environ = {
+        **SENTINELS,
+        "CINEBOT_REDIS_SENTINELS": "sentinel-1, sentinel-2:0,s3:26379x, s4:70000,:26379,"
+        "s5:26379,s5:26379,fd00::4:26379",
+        "CINEBOT_REDIS_DB": "one",
+    }
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env(environ=environ, env_file=None)
+
+    problems = caught.value.problems
+    assert [p.split(":", 1)[0] for p in problems] == [
+        "CINEBOT_REDIS_SENTINELS", "CINEBOT_REDIS_DB",
+    ]
+    for entry in ("'sentinel-1'", "'sentinel-2:0'", "'s3:26379x'", "'s4:70000'", "':26379'",
+                  "'fd00::4:26379'"):
+        assert entry in problems[0]
+    assert "host:port" in problems[0] and "[::1]:26379" in problems[0]
+    assert "listed twice: 's5:26379'" in problems[0]
+    assert "'one'" in problems[1]
+
+
+def test_the_master_name_is_required_with_sentinels() -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env(
+            environ={"CINEBOT_REDIS_SENTINELS": "sentinel-1:26379"}, env_file=None
+        )
+    [problem] = caught.value.problems
+    assert problem.startswith("CINEBOT_REDIS_SENTINEL_SERVICE: required with")
+    assert "sentinel monitor" in problem
+
+
+def test_a_redis_url_and_sentinels_together_are_an_error_not_a_guess() -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env(
+            environ={**SENTINELS, "CINEBOT_REDIS_URL": "redis://cache.internal:6379/0"},
+            env_file=None,
+        )
+    [problem] = caught.value.problems
+    assert problem.startswith("CINEBOT_REDIS_SENTINELS: set together with CINEBOT_REDIS_URL")
+
+
+@pytest.mark.parametrize(
+    "name", ["REDIS_SENTINEL_SERVICE", "REDIS_SENTINEL_PASSWORD", "REDIS_PASSWORD", "REDIS_DB"]
+)
+def test_sentinel_settings_without_sentinels_are_an_error(name: str) -> None:
+    """A misspelt REDIS_SENTINELS must not quietly leave production on the embedded Redis."""
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env(
+            environ={f"CINEBOT_{name}": "1", "CINEBOT_REDIS_SENTINALS": "s:26379"}, env_file=None
+        )
+    [problem] = caught.value.problems
+    assert problem.startswith(f"CINEBOT_{name}: only used with CINEBOT_REDIS_SENTINELS")
+
+
+def test_empty_sentinel_variables_mean_unset() -> None:
+    settings = Settings.from_env(
+        environ={"CINEBOT_REDIS_SENTINELS": " ", "CINEBOT_REDIS_SENTINEL_SERVICE": ""},
+        env_file=None,
+    )
+    assert settings.redis_url is None
+    assert settings.redis_sentinel is None
+    assert settings.redis_target == "embedded Redis (cinebot-redis.rdb)"
+
+
+def test_the_sentinel_url_form_is_accepted_as_the_redis_url_and_checked() -> None:
+    url = "redis+sentinel://:pw@s1:26379,s2:26379/cinebot?db=1"
+    settings = Settings.from_env(environ={"CINEBOT_REDIS_URL": url}, env_file=None)
+    assert settings.redis_sentinel == RedisSentinel(
+        (("s1", 26379), ("s2", 26379)), "cinebot", password="pw", db=1
+    )
+    for bad, why in [
+        ("redis+sentinel://s1:26379/", "master name is missing"),
+        ("redis+sentinel://s1/cinebot", "host:port"),
+        ("redis+sentinel://s1:26379/cinebot?ssl=true", "unknown parameter 'ssl'"),
+        ("redis+sentinel://s1:26379/cinebot/1", "?db=N"),
+        ("redis+sentinel://app:pw@s1:26379/cinebot", "user name"),
+    ]:
+        with pytest.raises(SettingsError) as caught:
+            Settings.from_env(environ={"CINEBOT_REDIS_URL": bad}, env_file=None)
+        [problem] = caught.value.problems
+        assert problem.startswith("CINEBOT_REDIS_URL: ") and why in problem, problem
+        assert "pw" not in problem

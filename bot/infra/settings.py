@@ -3,6 +3,34 @@
 A ``.env`` file in the working directory may set them too; real environment
 variables win. Every bad value is reported at once, in one error, so an
 operator fixes a deployment in one go rather than one restart per typo.
+
+Redis is one of three things:
+
+* nothing set: an embedded Redis the process starts itself (``EMBEDDED_REDIS_PATH``);
+* ``CINEBOT_REDIS_URL=redis://[:PASSWORD@]HOST:PORT/DB`` (or ``rediss://``, ``unix://``):
+  that one server;
+* a Sentinel-managed primary, found by asking the Sentinels on every new connection, so
+  every process follows a failover:
+
+  - ``CINEBOT_REDIS_SENTINELS``: the Sentinels, ``host:port`` separated by commas
+    (``[::1]:26379`` for IPv6); required for this mode. They are asked in that order.
+  - ``CINEBOT_REDIS_SENTINEL_SERVICE``: the master name they monitor (the ``NAME`` of
+    ``sentinel monitor NAME ...`` in sentinel.conf). Required, no default: Sentinels
+    often watch several primaries, and a guessed ``mymaster`` could be another
+    application's Redis.
+  - ``CINEBOT_REDIS_SENTINEL_PASSWORD``: the Sentinels' own ``requirepass``, if any.
+  - ``CINEBOT_REDIS_PASSWORD``, ``CINEBOT_REDIS_DB``: the primary's password and the
+    database index (default 0).
+
+  ``REDIS_URL`` and ``REDIS_SENTINELS`` together are an error, not a precedence
+  rule: one of them is a leftover, and guessing which could point the bot at the
+  wrong server. The other four variables without ``REDIS_SENTINELS`` are an error
+  too (a misspelt ``REDIS_SENTINELS`` would otherwise fall back to the embedded
+  Redis unnoticed).
+
+  The Sentinel settings are carried in ``Settings.redis_url`` as one URL,
+  ``redis+sentinel://[:PASSWORD@]HOST:PORT[,HOST:PORT...]/SERVICE[?db=N&sentinel_password=P]``
+  (see :class:`RedisSentinel`); that form is also accepted in ``CINEBOT_REDIS_URL``.
 """
 
 from __future__ import annotations
@@ -14,7 +42,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
 from dotenv import dotenv_values
 
@@ -42,6 +70,78 @@ _PAY_IDENTITY = (
 )
 
 
+SENTINEL_SCHEME = "redis+sentinel"
+# The variables that describe a Sentinel-managed Redis (besides REDIS_SENTINELS itself).
+_SENTINEL_COMPANIONS = (
+    "REDIS_SENTINEL_SERVICE", "REDIS_SENTINEL_PASSWORD", "REDIS_PASSWORD", "REDIS_DB",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RedisSentinel:
+    """A Sentinel-managed Redis: the Sentinels to ask, and which primary to ask them for."""
+
+    sentinels: tuple[tuple[str, int], ...]
+    service: str
+    password: str | None = None  # the primary's (and replicas') requirepass
+    sentinel_password: str | None = None  # the Sentinels' own requirepass
+    db: int = 0
+
+    def url(self) -> str:
+        auth = f":{quote(self.password, safe='')}@" if self.password else ""
+        hosts = ",".join(_host_port(host, port) for host, port in self.sentinels)
+        query: dict[str, str] = {}
+        if self.db:
+            query["db"] = str(self.db)
+        if self.sentinel_password:
+            query["sentinel_password"] = self.sentinel_password
+        tail = f"?{urlencode(query, quote_via=quote)}" if query else ""
+        return f"{SENTINEL_SCHEME}://{auth}{hosts}/{quote(self.service, safe='')}{tail}"
+
+    @classmethod
+    def parse(cls, url: str) -> RedisSentinel:
+        """Parse :meth:`url`'s form; a ValueError says what is wrong (never a password)."""
+        scheme, sep, rest = url.partition("://")
+        if not sep or scheme.lower() != SENTINEL_SCHEME:
+            raise ValueError(f"expected a {SENTINEL_SCHEME}:// URL")
+        rest, _, query = rest.partition("?")
+        query = query.partition("#")[0]
+        netloc, _, path = rest.partition("/")
+        userinfo, at, hosts = netloc.rpartition("@")
+        password = None
+        if at:
+            username, _, password = userinfo.partition(":")
+            if username and username != "default":
+                raise ValueError("a Redis user name (ACL) is not supported with Sentinel")
+            password = unquote(password) or None
+        path = path.rstrip("/")
+        if "/" in path:
+            raise ValueError("the path is the master name alone; give a database as ?db=N")
+        service = _sentinel_service(unquote(path))
+        db, sentinel_password = 0, None
+        for key, value in parse_qsl(query, keep_blank_values=True):
+            if key == "db":
+                db = _db_index(value)
+            elif key == "sentinel_password":
+                sentinel_password = value or None
+            else:
+                raise ValueError(f"unknown parameter {key!r} (db, sentinel_password)")
+        return cls(_sentinel_hosts(hosts), service, password, sentinel_password, db)
+
+    def describe(self) -> str:
+        """Where the Redis is, for people: no passwords."""
+        hosts = ",".join(_host_port(host, port) for host, port in self.sentinels)
+        return f"Sentinel-managed primary {self.service!r} (sentinels {hosts}, db {self.db})"
+
+
+def _host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def is_sentinel_url(url: str | None) -> bool:
+    return url is not None and url.lower().startswith(f"{SENTINEL_SCHEME}://")
+
+
 class SettingsError(ValueError):
     """Raised with every problem found in the configuration, one per line."""
 
@@ -53,6 +153,8 @@ class SettingsError(ValueError):
 @dataclass(frozen=True, slots=True)
 class Settings:
     database_url: str = "sqlite://cinebot.sqlite3"
+    # None: the embedded Redis. A redis+sentinel:// URL: a Sentinel-managed primary (built
+    # from the REDIS_SENTINEL* variables, see the module docstring and `redis_sentinel`).
     redis_url: str | None = None
     # Where the embedded Redis keeps its data when REDIS_URL is unset.
     embedded_redis_path: str = "cinebot-redis.rdb"
@@ -119,6 +221,23 @@ class Settings:
         defaults = Settings()
         return all(getattr(self, name) == getattr(defaults, name) for name in _PAY_IDENTITY)
 
+    @property
+    def redis_sentinel(self) -> RedisSentinel | None:
+        """The Sentinel-managed Redis, if that is what the settings name."""
+        if not is_sentinel_url(self.redis_url):
+            return None
+        return RedisSentinel.parse(self.redis_url)  # type: ignore[arg-type]
+
+    @property
+    def redis_target(self) -> str:
+        """Which Redis, for people (logs, the console): no passwords."""
+        sentinel = self.redis_sentinel
+        if sentinel is not None:
+            return sentinel.describe()
+        if self.redis_url is None:
+            return f"embedded Redis ({self.embedded_redis_path})"
+        return _hide_password(self.redis_url)
+
     def redacted(self) -> dict[str, object]:
         """Settings safe to log: secrets and passwords replaced by ``***``."""
         out: dict[str, object] = {}
@@ -145,6 +264,9 @@ class Settings:
     def from_mapping(cls, source: Mapping[str, str]) -> Settings:
         problems: list[str] = []
         values: dict[str, object] = {}
+        sentinel_url = _sentinel_url_from(source, problems)
+        if sentinel_url is not None:
+            values["redis_url"] = sentinel_url
         known = {f.name for f in fields(cls)}
         for key, raw in source.items():
             if not key.startswith(PREFIX):
@@ -153,6 +275,8 @@ class Settings:
             if name not in known:
                 continue
             raw = raw.strip()
+            if name == "redis_url" and "redis_url" in values:
+                continue  # the Sentinels' (set together with REDIS_SENTINELS: reported)
             if raw == "" and name == "redis_url":
                 values[name] = None
                 continue
@@ -188,12 +312,20 @@ class Settings:
                 f"{PREFIX}DATABASE_URL: unsupported scheme {scheme!r}; "
                 "use sqlite://FILE or postgres://USER:PASSWORD@HOST:PORT/DB"
             )
-        if self.redis_url is not None and urlsplit(self.redis_url).scheme not in (
+        if is_sentinel_url(self.redis_url):
+            try:
+                RedisSentinel.parse(self.redis_url)  # type: ignore[arg-type]
+            except ValueError as exc:
+                problems.append(f"{PREFIX}REDIS_URL: {exc}")
+        elif self.redis_url is not None and urlsplit(self.redis_url).scheme not in (
             "redis",
             "rediss",
             "unix",
         ):
-            problems.append(f"{PREFIX}REDIS_URL: expected redis://, rediss:// or unix:// URL")
+            problems.append(
+                f"{PREFIX}REDIS_URL: expected redis://, rediss:// or unix:// URL "
+                f"(or {PREFIX}REDIS_SENTINELS for a Sentinel-managed Redis)"
+            )
         for name in ("wechat_api_base", "wecom_api_base", "public_url"):
             if urlsplit(getattr(self, name)).scheme not in ("http", "https"):
                 problems.append(f"{PREFIX}{name.upper()}: expected an http(s):// URL")
@@ -265,6 +397,117 @@ def _positive_float(raw: str) -> float:
     return value
 
 
+def _db_index(raw: str) -> int:
+    if not (raw.isascii() and raw.isdigit()):
+        raise ValueError(f"expected a database number (0, 1, ...), got {raw!r}")
+    return int(raw)
+
+
+# A host name (letters, digits, dots, hyphens, underscores as in container names) or an
+# IPv4 address; IPv6 goes in brackets.
+_HOST = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?")
+_IPV6 = re.compile(r"\[([0-9A-Fa-f:.]+(?:%[A-Za-z0-9_.-]+)?)\]")
+
+
+def _sentinel_hosts(raw: str) -> tuple[tuple[str, int], ...]:
+    """``host:port,host:port`` → ``(("host", port), ...)``; every bad entry named at once."""
+    found: list[tuple[str, int]] = []
+    bad: list[str] = []
+    twice: list[str] = []
+    for entry in (item.strip() for item in raw.split(",")):
+        if not entry:
+            continue  # a trailing comma
+        host, colon, port = entry.rpartition(":")
+        ipv6 = _IPV6.fullmatch(host)
+        if ipv6:
+            host = ipv6.group(1)
+        ok_host = bool(ipv6) or bool(_HOST.fullmatch(host))
+        ok_port = port.isascii() and port.isdigit() and 0 < int(port) < 65536
+        if not (colon and ok_host and ok_port):
+            bad.append(repr(entry))
+            continue
+        if (host, int(port)) in found:
+            twice.append(repr(entry))
+            continue
+        found.append((host, int(port)))
+    problems = []
+    if bad:
+        problems.append(
+            f"expected host:port entries separated by commas (port 1-65535, IPv6 as "
+            f"[::1]:26379), got {', '.join(bad)}"
+        )
+    if twice:
+        problems.append(f"listed twice: {', '.join(twice)}")
+    if problems:
+        raise ValueError("; ".join(problems))
+    if not found:
+        raise ValueError("expected at least one Sentinel as host:port, e.g. sentinel-1:26379")
+    return tuple(found)
+
+
+def _sentinel_service(raw: str) -> str:
+    if not raw:
+        raise ValueError(
+            "the master name is missing (the NAME of `sentinel monitor NAME ...`, e.g. mymaster)"
+        )
+    if not raw.isprintable() or any(c.isspace() for c in raw):
+        raise ValueError(f"a master name has no spaces or control characters, got {raw!r}")
+    return raw
+
+
+def _sentinel_url_from(source: Mapping[str, str], problems: list[str]) -> str | None:
+    """The REDIS_SENTINEL* variables as one redis+sentinel:// URL (None: not that mode).
+
+    Problems go to ``problems``, each under the variable that has it."""
+    raw = {
+        name: source[PREFIX + name].strip()
+        for name in ("REDIS_SENTINELS", "REDIS_URL", *_SENTINEL_COMPANIONS)
+        if source.get(PREFIX + name, "").strip()
+    }
+    if "REDIS_SENTINELS" not in raw:
+        for name in _SENTINEL_COMPANIONS:
+            if name in raw:
+                problems.append(
+                    f"{PREFIX}{name}: only used with {PREFIX}REDIS_SENTINELS, which is not set"
+                    + (f" (with {PREFIX}REDIS_URL, put it in the URL)"
+                       if name in ("REDIS_PASSWORD", "REDIS_DB") else "")
+                )
+        return None
+    before = len(problems)
+    if "REDIS_URL" in raw:
+        problems.append(
+            f"{PREFIX}REDIS_SENTINELS: set together with {PREFIX}REDIS_URL; unset one of them "
+            "(the Sentinels name the primary, so a fixed URL would bypass a failover)"
+        )
+    checks = {
+        "REDIS_SENTINELS": _sentinel_hosts,
+        "REDIS_SENTINEL_SERVICE": _sentinel_service,
+        "REDIS_DB": _db_index,
+    }
+    parsed: dict[str, object] = {}
+    for name, check in checks.items():
+        if name not in raw:
+            continue
+        try:
+            parsed[name] = check(raw[name])
+        except ValueError as exc:
+            problems.append(f"{PREFIX}{name}: {exc}")
+    if "REDIS_SENTINEL_SERVICE" not in raw:
+        problems.append(
+            f"{PREFIX}REDIS_SENTINEL_SERVICE: required with {PREFIX}REDIS_SENTINELS: the master "
+            "name the Sentinels monitor (`sentinel monitor NAME ...`, e.g. mymaster)"
+        )
+    if len(problems) > before:
+        return None
+    return RedisSentinel(
+        sentinels=parsed["REDIS_SENTINELS"],  # type: ignore[arg-type]
+        service=parsed["REDIS_SENTINEL_SERVICE"],  # type: ignore[arg-type]
+        password=raw.get("REDIS_PASSWORD"),
+        sentinel_password=raw.get("REDIS_SENTINEL_PASSWORD"),
+        db=parsed.get("REDIS_DB", 0),  # type: ignore[arg-type]
+    ).url()
+
+
 def _log_level(raw: str) -> str:
     level = raw.upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
@@ -303,7 +546,7 @@ def _hide_password(url: str) -> str:
 
     A ``?password=`` query parameter (redis-py reads one) is hidden too.
     """
-    url = re.sub(r"(?i)([?&]password=)[^&#]*", r"\1***", url)
+    url = re.sub(r"(?i)([?&](?:sentinel_)?password=)[^&#]*", r"\1***", url)
     try:
         parts = urlsplit(url)
         password = parts.password

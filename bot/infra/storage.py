@@ -1,7 +1,8 @@
 """Real storage, embedded by default: a SQLite file and a private Redis server.
 
 PostgreSQL and an external Redis take over when ``CINEBOT_DATABASE_URL`` and
-``CINEBOT_REDIS_URL`` say so; nothing else changes.
+``CINEBOT_REDIS_URL`` (or ``CINEBOT_REDIS_SENTINELS``, a Sentinel-managed primary) say
+so; nothing else changes.
 """
 
 from __future__ import annotations
@@ -21,11 +22,14 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
+from redis.backoff import ExponentialBackoff, NoBackoff
 from tortoise import Tortoise
 from tortoise.connection import get_connection
 from tortoise.context import TortoiseContext
 from tortoise.migrations.executor import MigrationExecutor
+
+from bot.infra.settings import RedisSentinel, is_sentinel_url
 
 log = logging.getLogger(__name__)
 
@@ -289,6 +293,106 @@ class EmbeddedRedis:
 REDIS_MAX_CONNECTIONS = 200
 REDIS_READ_TIMEOUT_S = 3.0
 REDIS_CONNECT_TIMEOUT_S = 2.0
+# A Sentinel is asked for the primary on every new connection, one after another until
+# one answers: a dead or frozen one must cost well under WeChat's 5 s, not a full timeout.
+SENTINEL_TIMEOUT_S = 1.0
+# How often a process asks the Sentinels whether the primary moved (see follow_failovers).
+SENTINEL_WATCH_S = 1.0
+
+
+class SentinelBlockingConnectionPool(SentinelConnectionPool, aioredis.BlockingConnectionPool):
+    """redis-py's Sentinel pool (asks the Sentinels where the primary is, drops connections
+    to a demoted one) that, like the plain client's pool, queues callers for a free
+    connection instead of failing them when all are in use."""
+
+
+def _redis_pool_options() -> dict[str, Any]:
+    """The client settings every Redis connection shares, Sentinel-managed or not."""
+    # A burst (a popular show going on sale) may want more connections than the pool
+    # holds: callers queue for one (up to 5 s) rather than fail.
+    # A frozen Redis (SIGSTOP, a stuck host) must fail a request well within WeChat's 5 s,
+    # so it is answered 503 and retried, not timed out by WeChat; the longest blocking read
+    # (the telemetry stream's XREADGROUP, 1 s) stays well under the read timeout.
+    return {
+        "decode_responses": False, "max_connections": REDIS_MAX_CONNECTIONS, "timeout": 5,
+        "socket_timeout": REDIS_READ_TIMEOUT_S,
+        "socket_connect_timeout": REDIS_CONNECT_TIMEOUT_S,
+        # One quick retry reconnects after a restart (or, under Sentinel, to the new
+        # primary); redis-py's default (ten, backing off up to seconds) would hold a
+        # request far past WeChat's 5 s on a frozen server.
+        "retry": Retry(ExponentialBackoff(cap=0.2, base=0.05), 1),
+    }
+
+
+def sentinel_client(target: RedisSentinel) -> aioredis.Redis:
+    """A client for the primary the Sentinels name; it asks them again whenever it opens a
+    connection, so it follows a failover (a demoted primary's READONLY answer drops the
+    connection too). Close it with :func:`close_redis`, which closes the Sentinel
+    connections too."""
+    manager = Sentinel(
+        target.sentinels,
+        sentinel_kwargs={
+            "socket_timeout": SENTINEL_TIMEOUT_S, "socket_connect_timeout": SENTINEL_TIMEOUT_S,
+            "password": target.sentinel_password,
+            # The next Sentinel in the list is the retry.
+            "retry": Retry(NoBackoff(), 0),
+        },
+    )
+    return manager.master_for(
+        target.service, redis_class=aioredis.Redis,
+        connection_pool_class=SentinelBlockingConnectionPool,
+        password=target.password, db=target.db, **_redis_pool_options(),
+    )
+
+
+async def follow_failovers(client: aioredis.Redis, every: float = SENTINEL_WATCH_S) -> None:
+    """Drop the connections to a primary the Sentinels no longer name; runs until cancelled.
+
+    A connection asks the Sentinels only when it opens. After a failover of a primary
+    that stays up (``SENTINEL FAILOVER``, maintenance), pooled connections would go on
+    writing to it until Sentinel demotes it some ten seconds later, and those writes
+    would be lost. Asked every second, the pool closes its idle connections to the old
+    primary at once and the busy ones when they come back."""
+    pool = client.connection_pool
+    assert isinstance(pool, SentinelConnectionPool)
+    while True:
+        await asyncio.sleep(every)
+        before = pool.master_address
+        try:
+            # Closes idle connections itself when the address changed.
+            now = await pool.get_master_address()
+        except (aioredis.RedisError, OSError):
+            continue  # mid-failover, or no Sentinel answers: new connections will say
+        if before is not None and now != before:
+            log.warning(
+                "redis primary moved",
+                extra={"service": pool.service_name, "primary": f"{now[0]}:{now[1]}"},
+            )
+            await pool.update_active_connections_for_reconnect()
+
+
+async def close_redis(client: aioredis.Redis) -> None:
+    """Close a client from :func:`open_redis` or :func:`sentinel_client`."""
+    pool = client.connection_pool
+    try:
+        await client.aclose()
+    finally:
+        if isinstance(pool, SentinelConnectionPool):
+            await pool.sentinel_manager.aclose()
+
+
+def describe_redis(client: aioredis.Redis) -> str:
+    """Which Redis the client reaches, for /healthz and logs: no passwords. For a
+    Sentinel-managed one, the primary it last found."""
+    pool = client.connection_pool
+    if isinstance(pool, SentinelConnectionPool):
+        found = pool.master_address
+        where = f"{found[0]}:{found[1]}" if found else "not asked yet"
+        return f"sentinel {pool.service_name!r}, primary {where}"
+    kwargs = pool.connection_kwargs
+    if "path" in kwargs:
+        return f"unix:{kwargs['path']}"
+    return f"{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}/{kwargs.get('db', 0)}"
 
 
 @asynccontextmanager
@@ -300,10 +404,15 @@ async def open_redis(
 ) -> AsyncIterator[aioredis.Redis]:
     """A client for the configured Redis, or for an embedded one started here.
 
+    ``redis_url`` may be a ``redis+sentinel://`` URL (``Settings.redis_url`` under
+    ``CINEBOT_REDIS_SENTINELS``): the client then reaches the primary the Sentinels name,
+    and follows a failover. Every process's Redis comes from here.
+
     ``supervise``: a long-running process (the server) keeps the embedded Redis alive,
     restarting it with its data if it dies; a short command does not bother."""
     embedded: EmbeddedRedis | None = None
     supervisor: asyncio.Task[None] | None = None
+    watcher: asyncio.Task[None] | None = None
     if redis_url is None:
         embedded = EmbeddedRedis(embedded_path)
         redis_url = await asyncio.to_thread(embedded.start)
@@ -312,26 +421,22 @@ async def open_redis(
             on_embedded(embedded)
         if supervise:
             supervisor = asyncio.create_task(embedded.supervise(), name="embedded-redis")
-    # A burst (a popular show going on sale) may want more connections than the pool
-    # holds: callers queue for one (up to 5 s) rather than fail.
-    # A frozen Redis (SIGSTOP, a stuck host) must fail a request well within WeChat's 5 s,
-    # so it is answered 503 and retried, not timed out by WeChat; the longest blocking read
-    # (the telemetry stream's XREADGROUP, 1 s) stays well under the read timeout.
-    pool = aioredis.BlockingConnectionPool.from_url(
-        redis_url, decode_responses=False, max_connections=REDIS_MAX_CONNECTIONS, timeout=5,
-        socket_timeout=REDIS_READ_TIMEOUT_S, socket_connect_timeout=REDIS_CONNECT_TIMEOUT_S,
-        # One quick retry reconnects after a restart; redis-py's default (ten, backing off
-        # up to seconds) would hold a request far past WeChat's 5 s on a frozen server.
-        retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), 1),
-    )
-    client = aioredis.Redis.from_pool(pool)
+    if is_sentinel_url(redis_url):
+        target = RedisSentinel.parse(redis_url)
+        client = sentinel_client(target)
+        log.info("redis is sentinel-managed", extra={"redis": target.describe()})
+        watcher = asyncio.create_task(follow_failovers(client), name="redis-sentinel-watch")
+    else:
+        pool = aioredis.BlockingConnectionPool.from_url(redis_url, **_redis_pool_options())
+        client = aioredis.Redis.from_pool(pool)
     try:
         await client.ping()
         yield client
     finally:
-        if supervisor is not None:
-            supervisor.cancel()
-            await asyncio.gather(supervisor, return_exceptions=True)
-        await client.aclose()
+        for task in (supervisor, watcher):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        await close_redis(client)
         if embedded is not None:
             await asyncio.to_thread(embedded.stop)
