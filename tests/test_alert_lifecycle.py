@@ -7,16 +7,13 @@ shows 「已恢复」."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import aiohttp
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
 from bot.app import REDIS, TELEMETRY
-from bot.wechat.standin import PathOnlyAccessLogger, build_standin_app
 from domain import alerts
 from domain.alerts import Fired
 from domain.catalog import Showtime
@@ -27,8 +24,8 @@ from domain.workorders import Kind, State, WorkOrder, WorkOrderEvent
 from jobs import alerts as alert_job
 from jobs.context import JobContext
 from jobs.locks import LeaderLocks
-from tests.support import FakeClock
-from tests.test_service_desk import Desk, post_click, rows, staff_says
+from tests.support import Desk, FakeClock, Standin
+from tests.test_service_desk import post_click, rows, staff_says
 from tests.test_telemetry_ingest import DEVICE, post, reading
 
 OTHER = "PJ-DEMO-5"  # the demo cinema's 5号厅
@@ -38,20 +35,8 @@ OTHER = "PJ-DEMO-5"  # the demo cinema's 5号厅
 
 
 @pytest.fixture
-async def standin(aiohttp_server: Any) -> TestServer:
-    return await aiohttp_server(build_standin_app(seed=7), access_log_class=PathOnlyAccessLogger)
-
-
-@pytest.fixture
-async def client(make_client: Any, standin: TestServer) -> TestClient:
-    base = str(standin.make_url("/")).rstrip("/")
-    return await make_client(settings={"wecom_api_base": base, "wechat_api_base": base})
-
-
-@pytest.fixture
-async def desk(client: TestClient, standin: TestServer, clock: FakeClock) -> AsyncIterator[Desk]:
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
-        yield Desk(client, standin, http, clock)
+async def client(make_client: Any, standin: Standin) -> TestClient:
+    return await make_client(standin=standin)
 
 
 @pytest.fixture
@@ -75,14 +60,6 @@ def fired(device: str = DEVICE, rule: str = "temperature_high", severity: str = 
 
 async def fire(desk: Desk, alert: Fired) -> tuple[AlertRecord, WorkOrder | None, bool]:
     return await alerts.alert_fired(await place(alert.device_id), alert, desk.clock.now(), desk.notify)
-
-
-async def titles(desk: Desk, userid: str) -> list[str]:
-    return [c["main_title"]["title"] for c in await desk.cards(userid)]
-
-
-async def texts(desk: Desk, userid: str) -> list[str]:
-    return [m["payload"]["text"]["content"] for m in await desk.received(userid) if m["msgtype"] == "text"]
 
 
 async def _stream(client: TestClient, clock: FakeClock, start: float, minutes: int, **metrics: float) -> None:
@@ -114,7 +91,7 @@ async def test_a_hot_projector_card_shows_reading_trend_and_advice_and_recovery_
     assert "排风" in card["sub_title_text"] and "建议" in card["sub_title_text"]
     assert [b["text"] for b in card["button_list"]] == ["确认", "处理中", "静默2小时"]
     assert shown["状态"].startswith("待确认")
-    assert await texts(desk, "staff01") == []  # a warning, and no show soon: the floor is not bothered
+    assert await desk.texts("staff01") == []  # a warning, and no show soon: the floor is not bothered
 
     click = await desk.click("eng01", card, "确认")
     assert "已确认" in await post_click(callbacks, click)
@@ -179,7 +156,7 @@ async def test_alerts_of_a_cinema_close_together_share_one_card_and_a_rise_to_cr
     assert raised["main_title"]["title"].startswith("⬆️ 升级 🚨 设备告警")
     assert raised["main_title"]["desc"].startswith("P1")
     assert rows(raised)[DEVICE].startswith("温度 86.2°C / 危险 80°C")
-    [warning] = await texts(desk, "staff01")
+    [warning] = await desk.texts("staff01")
     assert "3号厅放映机" in warning and "工程师" in warning
 
     # Later, outside the group window: its own order and card.
@@ -212,9 +189,9 @@ async def test_the_staff_on_duty_hear_once_when_a_show_in_that_hall_starts_withi
     await fire(desk, fired(at=clock.now()))  # a repeat
     await desk.deliver()
     for person in ("staff01", "staff02"):
-        [told] = await texts(desk, person)
+        [told] = await desk.texts(person)
         assert told.startswith("⚠️ 3号厅放映机：温度过高") and f"13:00《{show.film.title}》" in told
-    assert await texts(desk, "eng01") == []
+    assert await desk.texts("eng01") == []
     [card] = await desk.cards("eng01")
     assert rows(card)["场次"] == f"⚠ 13:00《{show.film.title}》2小时内开场"
 
@@ -284,7 +261,7 @@ async def test_a_typed_maintenance_silence_keeps_alerts_quiet_until_it_ends_then
     await record.refresh_from_db()
     assert record.work_order_id is not None and record.state == "firing"
     await desk.deliver()
-    assert len([t for t in await titles(desk, "eng01") if not t.startswith("🔔")]) == 2
+    assert len([t for t in await desk.titles("eng01") if not t.startswith("🔔")]) == 2
     # The late card still shows the trend from when the alert fired (kept on its record).
     late = [c for c in await desk.cards("eng01") if rows(c).get("设备", "").startswith(DEVICE)]
     assert late and rows(late[-1])["趋势"] == "▁▃▅▇"
@@ -364,7 +341,7 @@ async def test_unacknowledged_alerts_are_reminded_every_15_minutes_three_times_a
     record = await AlertRecord.get(work_order_id=critical.id)
     assert record.reminders == 3
     await desk.deliver()
-    heads = [t for t in await titles(desk, "eng01") if t.startswith("🔔")]
+    heads = [t for t in await desk.titles("eng01") if t.startswith("🔔")]
     assert sorted(t[:6] for t in heads) == ["🔔 第1次提", "🔔 第1次提", "🔔 第2次提", "🔔 第3次提"]
     assert sum(critical.ref in t for t in heads) == 3 and sum(warning.ref in t for t in heads) == 1
     assert await WorkOrderEvent.filter(work_order_id=critical.id, action="alert_reminder").count() == 3

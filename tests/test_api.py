@@ -8,8 +8,6 @@ nobody sees anyone else's order; refunds stop at the cut-off; a ticket opens the
 from __future__ import annotations
 
 import re
-import socket
-from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -17,12 +15,11 @@ from zoneinfo import ZoneInfo
 import aiohttp
 import pytest
 import redis.asyncio as aioredis
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
 from bot.infra import tokens
-from bot.app import init_app
 from bot.infra.settings import Settings
-from bot.wechat.standin import STATE, PathOnlyAccessLogger, build_standin_app
+from bot.wechat.standin import STATE
 from bot.wechat.api import ApiError, WeChatApi
 from domain.cinemas import Cinema
 from domain.orders import Order
@@ -31,41 +28,13 @@ from domain.people import Member, StaffRole, add_staff
 from handlers.api import API, picker_url, staff_token
 from handlers.api.http import MAX_BODY_BYTES
 from handlers.api.openapi import DOCUMENT
-from tests.support import FakeClock
+from tests.support import FakeClock, Standin
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 CHINESE = re.compile(r"[\u4e00-\u9fff]")
 
 
-# --- the setting: the app, with the stand-in as its WeChat API and its own URL as PUBLIC_URL ---
-
-
-@pytest.fixture
-async def standin(aiohttp_server: Any) -> TestServer:
-    return await aiohttp_server(build_standin_app(seed=11), access_log_class=PathOnlyAccessLogger)
-
-
-def base_of(server: TestServer) -> str:
-    return str(server.make_url("/")).rstrip("/")
-
-
-@pytest.fixture
-async def api(
-    aiohttp_client: Any, settings: Settings, clock: FakeClock, standin: TestServer
-) -> TestClient:
-    # The sandbox bank posts its notify to PUBLIC_URL, so the app must know its own
-    # address before it starts: bind the port first and hand the socket to the server.
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    app = init_app(
-        replace(settings, public_url=f"http://127.0.0.1:{port}", wechat_api_base=base_of(standin)),
-        clock=clock, run_jobs=False, seed_demo=True,
-    )
-    return await aiohttp_client(
-        app, server_kwargs={"port": port, "socket_factory": lambda *_: sock}
-    )
+# --- helpers (the app itself is conftest's ``api``: the stand-in as its WeChat API) ----------
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -163,7 +132,7 @@ async def test_a_buyer_logs_in_with_a_wx_login_code_once(api: TestClient) -> Non
 
 
 async def test_a_wrong_miniprogram_secret_is_our_problem_not_the_buyers(
-    api: TestClient, standin: TestServer
+    api: TestClient, standin: Standin
 ) -> None:
     standin.app[STATE].miniprogram_secret = "rotated-on-the-platform"
     status, body = await call(api, "POST", "/api/login", json={"code": "test-bob"})
@@ -172,28 +141,27 @@ async def test_a_wrong_miniprogram_secret_is_our_problem_not_the_buyers(
 
 
 async def test_jscode2session_answers_like_the_platform(
-    standin: TestServer, redis: aioredis.Redis
+    standin: Standin, http: aiohttp.ClientSession, redis: aioredis.Redis
 ) -> None:
     defaults = Settings()
-    async with aiohttp.ClientSession() as http:
-        wechat = WeChatApi(http, redis, base_of(standin), defaults.wechat_appid, "oa-secret")
-        mp = (defaults.miniprogram_appid, defaults.miniprogram_secret)
-        answer = await wechat.jscode2session(*mp, "test-carol")
-        assert answer["openid"] == "mp-carol" and answer["session_key"]
-        cases = [
-            ((*mp, "test-carol"), 40163),  # used before
-            ((*mp, "garbage"), 40029),
-            (("wx0000000000000000", mp[1], "test-dave"), 40013),
-            ((mp[0], "wrong-secret", "test-dave"), 40125),
-        ]
-        for args, errcode in cases:
-            with pytest.raises(ApiError) as caught:
-                await wechat.jscode2session(*args)
-            assert caught.value.errcode == errcode
-            assert caught.value.permanent
-            assert mp[1] not in str(caught.value)
-        # A refused attempt does not spend the code.
-        assert (await wechat.jscode2session(*mp, "test-dave"))["openid"] == "mp-dave"
+    wechat = WeChatApi(http, redis, standin.url, defaults.wechat_appid, "oa-secret")
+    mp = (defaults.miniprogram_appid, defaults.miniprogram_secret)
+    answer = await wechat.jscode2session(*mp, "test-carol")
+    assert answer["openid"] == "mp-carol" and answer["session_key"]
+    cases = [
+        ((*mp, "test-carol"), 40163),  # used before
+        ((*mp, "garbage"), 40029),
+        (("wx0000000000000000", mp[1], "test-dave"), 40013),
+        ((mp[0], "wrong-secret", "test-dave"), 40125),
+    ]
+    for args, errcode in cases:
+        with pytest.raises(ApiError) as caught:
+            await wechat.jscode2session(*args)
+        assert caught.value.errcode == errcode
+        assert caught.value.permanent
+        assert mp[1] not in str(caught.value)
+    # A refused attempt does not spend the code.
+    assert (await wechat.jscode2session(*mp, "test-dave"))["openid"] == "mp-dave"
 
 
 # --- tokens ------------------------------------------------------------------------------------

@@ -17,9 +17,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import hypothesis
@@ -27,7 +26,7 @@ import hypothesis.errors
 import pytest
 import requests
 import schemathesis
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 from hypothesis import HealthCheck, Phase, given
 from schemathesis import GenerationMode
 from yarl import URL
@@ -40,8 +39,6 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
-from bot.infra.settings import Settings
-from bot.wechat.standin import PathOnlyAccessLogger, build_standin_app
 from domain.devices import Projector
 from domain.people import Staff, StaffRole
 from handlers.api import API, session_token, staff_token
@@ -56,32 +53,6 @@ CHECKS = [
     response_headers_conformance,
     response_schema_conformance,
 ]
-
-
-@pytest.fixture
-async def standin(aiohttp_server: Any) -> TestServer:
-    return await aiohttp_server(build_standin_app(seed=16), access_log_class=PathOnlyAccessLogger)
-
-
-@pytest.fixture
-async def api(
-    aiohttp_client: Any, settings: Settings, clock: FakeClock, standin: TestServer
-) -> TestClient:
-    """The real app on a real port, logins answered by the stand-in, PUBLIC_URL its own."""
-    from bot.app import init_app
-
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    wechat = str(standin.make_url("/")).rstrip("/")
-    app = init_app(
-        replace(settings, public_url=f"http://127.0.0.1:{port}", wechat_api_base=wechat),
-        clock=clock, run_jobs=False, seed_demo=True,
-    )
-    return await aiohttp_client(
-        app, server_kwargs={"port": port, "socket_factory": lambda *_: sock}
-    )
 
 
 @dataclass

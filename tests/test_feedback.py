@@ -6,28 +6,22 @@ reopens the work order."""
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
-import aiohttp
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
-from bot.app import DISPATCHER, HTTP, REDIS
+from bot.app import REDIS
 from bot.wechat.chatclient import event_xml, next_msg_id, text_xml
 from bot.infra.clock import SHANGHAI
 from bot.nlu import sentiment
-from bot.wechat.sender import ApiTransport, OutboxSender
-from bot.wechat.standin import PathOnlyAccessLogger, build_standin_app
-from bot.wechat.api import WeChatApi, WeComApi
-from domain import outbox
 from domain.catalog import Showtime
 from domain.feedback import Coupon, FeedbackResponse, FollowUp
 from domain.orders import Order, OrderState
-from domain.outbox import OutboundMessage
-from domain.people import Member, Staff
-from domain.workorders import Kind, Shift, State, WorkOrder, WorkOrderEvent
+from domain.people import Member
+from domain.workorders import Kind, State, WorkOrder, WorkOrderEvent
+from tests.support import Desk, Standin
 
 AUDIENCE = "oCineBotFeedbackAudience0001"
 AGENT = 1000002
@@ -44,66 +38,11 @@ def comment_model() -> None:
 
 
 @pytest.fixture
-async def standin(aiohttp_server: Any) -> TestServer:
-    return await aiohttp_server(build_standin_app(seed=8), access_log_class=PathOnlyAccessLogger)
+async def client(make_client: Any, standin: Standin) -> TestClient:
+    return await make_client(standin=standin)
 
 
-@pytest.fixture
-async def client(make_client: Any, standin: TestServer) -> TestClient:
-    base = str(standin.make_url("/")).rstrip("/")
-    return await make_client(settings={"wecom_api_base": base, "wechat_api_base": base})
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
-        yield session
-
-
-class Phones:
-    """The outbox worker and what the stand-in received, per person."""
-
-    def __init__(self, client: TestClient, standin: TestServer, http: aiohttp.ClientSession, clock: Any):
-        self.standin, self.http, self.clock = standin, http, clock
-        app = client.app
-        settings = app[DISPATCHER].deps["settings"]
-        transport = ApiTransport(
-            WeChatApi.from_settings(app[HTTP], app[REDIS], settings),
-            WeComApi.from_settings(app[HTTP], app[REDIS], settings),
-        )
-        self.sender = OutboxSender(outbox, transport, clock, worker="feedback-test")
-
-    async def deliver(self) -> None:
-        while await self.sender.run_once():
-            pass
-        stuck = await OutboundMessage.filter(status__not="sent")
-        assert not stuck, [(m.idempotency_key, m.status, m.last_error) for m in stuck]
-
-    async def received(self, who: str) -> list[dict[str, Any]]:
-        async with self.http.get(self.standin.make_url("/standin/messages"), params={"to": who}) as r:
-            return list((await r.json())["messages"])
-
-    async def cards(self, who: str) -> list[dict[str, Any]]:
-        return [m["payload"]["template_card"] for m in await self.received(who) if m["msgtype"] == "template_card"]
-
-    async def texts(self, who: str) -> list[str]:
-        return [m["payload"]["text"]["content"] for m in await self.received(who) if m["msgtype"] == "text"]
-
-
-@pytest.fixture
-async def phones(client: TestClient, standin: TestServer, http: aiohttp.ClientSession, clock: Any) -> Phones:
-    return Phones(client, standin, http, clock)
-
-
-async def on_duty(clock: Any, *people: tuple[str, str]) -> None:
-    await Shift.all().delete()
-    now = clock.now()
-    for userid, team in people:
-        staff = await Staff.get(userid=userid)
-        await Shift.create(
-            cinema_id=staff.cinema_id, staff=staff, team=team,  # type: ignore[attr-defined]
-            starts_at=now - timedelta(hours=1), ends_at=now + timedelta(hours=12),
-        )
+# ``desk`` (conftest's): the roster, the outbox worker and what reached whose phone.
 
 
 async def says(callbacks: Any, text: str, openid: str = AUDIENCE, msg_id: int | None = None) -> str:
@@ -196,9 +135,9 @@ async def test_a_scan_after_the_show_records_a_survey_linked_to_the_ticket(
 
 
 async def test_a_two_star_rating_reaches_the_duty_manager_and_the_loop_closes(
-    callbacks: Any, client: TestClient, clock: Any, phones: Phones
+    callbacks: Any, client: TestClient, clock: Any, desk: Desk
 ) -> None:
-    await on_duty(clock, ("staff01", "floor"), ("manager01", "management"))
+    await desk.on_duty(("staff01", "floor"), ("manager01", "management"), hours=12)
     show = await a_show_at_one(clock)
     await buy_and_pay(callbacks, client, show)
     await Member.filter(openid=AUDIENCE).update(phone="13812345678")
@@ -227,8 +166,8 @@ async def test_a_two_star_rating_reaches_the_duty_manager_and_the_loop_closes(
     assert order.ref in done and "值班经理" in done
     assert await WorkOrder.all().count() == 1
 
-    await phones.deliver()
-    [card] = await phones.cards("manager01")  # one alert per response
+    await desk.deliver()
+    [card] = await desk.cards("manager01")  # one alert per response
     title, desc = card["main_title"]["title"], card["main_title"]["desc"]
     assert order.ref in title
     assert "2星" in desc and show.film.title[:4] in desc and "138****5678" in desc
@@ -236,7 +175,7 @@ async def test_a_two_star_rating_reaches_the_duty_manager_and_the_loop_closes(
     assert show.hall.name in shown["地点"] and shown["报告人"] == "顾客"
     assert AUDIENCE not in str(card) and "13812345678" not in str(card)
     # The comment came after the card: the manager gets it as a note, not a second card.
-    notes = [t for t in await phones.texts("manager01") if "顾客补充" in t]
+    notes = [t for t in await desk.texts("manager01") if "顾客补充" in t]
     assert len(notes) == 1 and "后排根本听不清" in notes[0] and order.ref in notes[0]
 
     answer = await staff_says(callbacks, "manager01", f"回复 {order.ref}: 很抱歉，已请放映员调高音量，送20元券")
@@ -246,8 +185,8 @@ async def test_a_two_star_rating_reaches_the_duty_manager_and_the_loop_closes(
     [coupon] = await Coupon.all()
     assert coupon.value_fen == 2000 and coupon.openid == AUDIENCE and coupon.work_order_id == order.id
 
-    await phones.deliver()
-    told = await phones.texts(AUDIENCE)
+    await desk.deliver()
+    told = await desk.texts(AUDIENCE)
     replies = [t for t in told if order.ref in t]
     assert len(replies) == 1  # the reply is the one message about the resolved order
     assert "很抱歉，已请放映员调高音量" in replies[0] and coupon.code in replies[0]
@@ -264,15 +203,15 @@ async def test_a_two_star_rating_reaches_the_duty_manager_and_the_loop_closes(
     # A second 「没有解决」 changes nothing more.
     await says(callbacks, "没有解决")
     assert await WorkOrderEvent.filter(work_order_id=order.id, action="reopen").count() == 1
-    await phones.deliver()
-    assignee_cards = await phones.cards(order.assignee or "manager01")
+    await desk.deliver()
+    assignee_cards = await desk.cards(order.assignee or "manager01")
     assert any("重新打开" in c["main_title"]["title"] for c in assignee_cards)
 
 
 async def test_duplicate_scans_and_retried_callbacks_count_once(
-    callbacks: Any, client: TestClient, clock: Any, phones: Phones
+    callbacks: Any, client: TestClient, clock: Any, desk: Desk
 ) -> None:
-    await on_duty(clock, ("staff01", "floor"), ("manager01", "management"))
+    await desk.on_duty(("staff01", "floor"), ("manager01", "management"), hours=12)
     at = int(clock.timestamp())
     first = await callbacks.wechat_post(scan_xml("demo-h3", at))
     retried = await callbacks.wechat_post(scan_xml("demo-h3", at))  # WeChat retries the event
@@ -295,8 +234,8 @@ async def test_duplicate_scans_and_retried_callbacks_count_once(
     [response] = await FeedbackResponse.all()
     assert response.stars == 5 and response.edits == 1
     assert await WorkOrder.all().count() == 1  # at most one alert per response
-    await phones.deliver()
-    assert len(await phones.cards("manager01")) == 1
+    await desk.deliver()
+    assert len(await desk.cards("manager01")) == 1
 
     # Another place is another response.
     await scan(callbacks, "demo-bar", int(clock.timestamp()) + 1)

@@ -9,18 +9,16 @@ import os
 import re
 import zlib
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 import zxingcpp
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 from PIL import Image
 
 from bot.wechat.qrsheet import A4, SheetItem, render_pdf
-from bot.wechat.standin import PathOnlyAccessLogger, build_standin_app
 from domain.touchpoints import Touchpoint, TouchpointKind
-from tests.support import cinebot_command
+from tests.support import Standin, cinebot_command
 
 PRINTED = {"demo-h1", "demo-h2", "demo-h3", "demo-h4", "demo-h5", "demo-imax",
            "demo-wc-east", "demo-wc-west", "demo-kiosk", "demo-bar"}
@@ -60,20 +58,17 @@ async def test_the_png_sheet_decodes_to_every_printed_touchpoints_survey_url(
 
 
 async def test_with_the_wechat_api_the_sheet_carries_a_parametric_code_per_scene(
-    client: TestClient, database_url: str, redis_url: str, tmp_path: Path, aiohttp_server: Any
+    client: TestClient, database_url: str, redis_url: str, tmp_path: Path, standin: Standin
 ) -> None:
-    standin: TestServer = await aiohttp_server(build_standin_app(seed=3), access_log_class=PathOnlyAccessLogger)
-    base = str(standin.make_url("/")).rstrip("/")
     sheet = tmp_path / "wechat.png"
     code, out, err = await run_cli(
         "qr", "export", "--out", str(sheet), "--wechat",
-        database_url=database_url, redis_url=redis_url, cwd=tmp_path, CINEBOT_WECHAT_API_BASE=base,
+        database_url=database_url, redis_url=redis_url, cwd=tmp_path,
+        CINEBOT_WECHAT_API_BASE=standin.url,
     )
     assert code == 0, err
     assert "微信带参二维码" in out
-    async with client.session.get(standin.make_url("/standin/assets")) as resp:
-        assets = (await resp.json())["assets"]
-    made = [a for a in assets if a["kind"] == "qrcode"]
+    made = [a for a in await standin.assets() if a["kind"] == "qrcode"]
     assert {a["scene"] for a in made} == {f"tp:{c}" for c in PRINTED}
     assert all(a["permanent"] for a in made)
     texts = decode(sheet)

@@ -21,7 +21,7 @@ import asyncio
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -29,19 +29,17 @@ from typing import Any
 import aiohttp
 import pytest
 import redis.asyncio as aioredis
-from aiohttp.test_utils import TestServer
 
 import domain
 from bot.wechat.chatclient import WeChatSigner, next_msg_id, text_xml
 from bot.infra.clock import Clock, SystemClock
 from bot.chat.router import Understanding
 from bot.wechat.sender import ApiTransport, OutboxSender, SenderPolicy
-from bot.wechat.standin import PathOnlyAccessLogger, build_standin_app
 from bot.infra.storage import open_database
 from bot.wechat.api import WeChatApi, WeComApi
 from domain import outbox
 from domain.outbox import OutboundMessage, OutboundStatus
-from tests.support import FakeClock, cinebot
+from tests.support import FakeClock, StartStandin, Standin, cinebot
 
 APPID = "wx5c1ne6b0tdem0001"
 CORP = "ww5c1ne6b0tdem0001"
@@ -54,58 +52,13 @@ FAST = SenderPolicy(
     token_retry_delay=0.01, poll_interval=0.01,
 )
 
-ServerFactory = Callable[..., Awaitable[TestServer]]
-
 
 # --- fixtures ----------------------------------------------------------------------------------
 
 
 @pytest.fixture
-async def db(database_url: str) -> AsyncIterator[None]:
-    async with open_database(database_url, domain.MODEL_MODULES, domain.MIGRATIONS):
-        yield
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
-        yield session
-
-
-class Standin:
-    """The stand-in API server, and what a test asks of it over HTTP."""
-
-    def __init__(self, server: TestServer, http: aiohttp.ClientSession) -> None:
-        self.server, self.http = server, http
-
-    @property
-    def url(self) -> str:
-        return str(self.server.make_url("/")).rstrip("/")
-
-    async def configure(self, **config: float) -> None:
-        async with self.http.post(self.server.make_url("/standin/config"), json=config) as resp:
-            assert resp.status == 200, await resp.text()
-
-    async def _get(self, path: str, **params: Any) -> Any:
-        async with self.http.get(self.server.make_url(path), params=params) as resp:
-            assert resp.status == 200, await resp.text()
-            return await resp.json()
-
-    async def messages(self, **params: Any) -> list[dict[str, Any]]:
-        return (await self._get("/standin/messages", **params))["messages"]
-
-    async def errors(self) -> list[dict[str, Any]]:
-        return (await self._get("/standin/errors"))["errors"]
-
-    async def token_fetches(self) -> list[dict[str, Any]]:
-        return (await self._get("/standin/tokens"))["fetches"]
-
-
-@pytest.fixture
-async def standin(aiohttp_server: ServerFactory, http: aiohttp.ClientSession) -> Standin:
-    app = build_standin_app(seed=20261121)
-    server = await aiohttp_server(app, access_log_class=PathOnlyAccessLogger)
-    return Standin(server, http)
+async def standin(start_standin: StartStandin) -> Standin:
+    return await start_standin(seed=20261121)  # the random failures below are this seed's
 
 
 @pytest.fixture

@@ -6,25 +6,18 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import AsyncIterator
-from datetime import timedelta
 from typing import Any
 
-import aiohttp
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
-from bot.app import DISPATCHER, HTTP, REDIS
+from bot.app import REDIS
 from bot.wechat.chatclient import card_event_xml, event_xml, next_msg_id, text_xml
-from bot.wechat.sender import ApiTransport, OutboxSender
-from bot.wechat.standin import PathOnlyAccessLogger, build_standin_app
-from bot.wechat.api import WeChatApi, WeComApi
-from domain import outbox
 from domain.audit import AuditLog
 from domain.cinemas import Cinema
-from domain.outbox import OutboundMessage
 from domain.people import Staff, StaffRole
-from domain.workorders import Kind, Shift, State, WorkOrder, WorkOrderEvent, check_sla
+from domain.workorders import Kind, State, WorkOrder, WorkOrderEvent, check_sla
+from tests.support import Desk, Standin
 
 AUDIENCE = "oCineBotDeskAudience00000001"
 OTHER_AUDIENCE = "oCineBotDeskAudience00000002"
@@ -33,87 +26,12 @@ REF = re.compile(r"编号 (W[0-9A-Z]{5})")
 
 
 # --- the setting: the app with the stand-in as its WeChat and WeCom API --------------------
+# (``desk``, conftest's: the outbox worker and what reached whose phone)
 
 
 @pytest.fixture
-async def standin(aiohttp_server: Any) -> TestServer:
-    return await aiohttp_server(build_standin_app(seed=5), access_log_class=PathOnlyAccessLogger)
-
-
-@pytest.fixture
-async def client(make_client: Any, standin: TestServer) -> TestClient:
-    base = str(standin.make_url("/")).rstrip("/")
-    return await make_client(settings={"wecom_api_base": base, "wechat_api_base": base})
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
-        yield session
-
-
-class Desk:
-    """What the test does around the app: rosters, the outbox worker, the stand-in's phone."""
-
-    def __init__(self, client: TestClient, standin: TestServer, http: aiohttp.ClientSession, clock: Any):
-        self.client, self.standin, self.http, self.clock = client, standin, http, clock
-        app = client.app
-        settings = app[DISPATCHER].deps["settings"]
-        transport = ApiTransport(
-            WeChatApi.from_settings(app[HTTP], app[REDIS], settings),
-            WeComApi.from_settings(app[HTTP], app[REDIS], settings),
-        )
-        self.sender = OutboxSender(outbox, transport, clock, worker="test-worker")
-        self.notify = app[DISPATCHER].deps["desk"]
-        self.taps = 0
-
-    async def on_duty(self, *people: tuple[str, str]) -> None:
-        """Exactly these people are on duty now: (userid, team)."""
-        await Shift.all().delete()
-        now = self.clock.now()
-        for userid, team in people:
-            staff = await Staff.get(userid=userid)
-            await Shift.create(
-                cinema_id=staff.cinema_id, staff=staff, team=team,  # type: ignore[attr-defined]
-                starts_at=now - timedelta(hours=1), ends_at=now + timedelta(hours=8),
-            )
-
-    async def deliver(self) -> None:
-        """Run the outbox worker until nothing is due: cards really reach the stand-in."""
-        while await self.sender.run_once():
-            pass
-        stuck = await OutboundMessage.filter(status__not="sent")
-        assert not stuck, [(m.idempotency_key, m.status, m.last_error) for m in stuck]
-
-    async def received(self, userid: str) -> list[dict[str, Any]]:
-        async with self.http.get(self.standin.make_url("/standin/messages"), params={"to": userid}) as r:
-            return list((await r.json())["messages"])
-
-    async def cards(self, userid: str) -> list[dict[str, Any]]:
-        return [m["payload"]["template_card"] for m in await self.received(userid)
-                if m["msgtype"] == "template_card"]
-
-    async def updates(self, userid: str) -> list[dict[str, Any]]:
-        return [m["payload"] for m in await self.received(userid)
-                if m["endpoint"] == "message/update_template_card"]
-
-    async def click(self, userid: str, card: dict[str, Any], label: str) -> dict[str, Any]:
-        """The stand-in plays WeCom: the event it would push when ``userid`` taps ``label``."""
-        key = next(b["key"] for b in card["button_list"] if b["text"] == label)
-        body = {"task_id": card["task_id"], "key": key, "userid": userid}
-        async with self.http.post(self.standin.make_url("/standin/click"), json=body) as r:
-            assert r.status == 200, await r.text()
-            fields = dict(await r.json())
-        # Taps a few seconds apart, as a person makes them (WeCom's retry identity of a click
-        # is sender + second + card, whichever button).
-        self.taps += 3
-        fields["CreateTime"] += self.taps
-        return fields
-
-
-@pytest.fixture
-async def desk(client: TestClient, standin: TestServer, http: aiohttp.ClientSession, clock: Any) -> Desk:
-    return Desk(client, standin, http, clock)
+async def client(make_client: Any, standin: Standin) -> TestClient:
+    return await make_client(standin=standin)
 
 
 async def audience_says(callbacks: Any, text: str, openid: str = AUDIENCE, msg_id: int | None = None) -> str:
@@ -427,14 +345,10 @@ async def test_a_warning_and_an_escalation_come_as_cards(callbacks: Any, desk: D
     await desk.deliver()
     titles = [c["main_title"]["title"] for c in await desk.cards("staff01")]
     assert any(t.startswith("⏰ 还有1分钟超时") for t in titles)
-    assert any(t.startswith("⚠️ 超时未接单") for t in await _titles(desk, "staff02"))
-    assert any(t.startswith("⚠️ 超时未接单") for t in await _titles(desk, "manager01"))
+    assert any(t.startswith("⚠️ 超时未接单") for t in await desk.titles("staff02"))
+    assert any(t.startswith("⚠️ 超时未接单") for t in await desk.titles("manager01"))
     # The first assignee's card now says who has it.
     assert rows((await desk.updates("staff01"))[-1]["template_card"])["负责人"] == "王磊"
-
-
-async def _titles(desk: Desk, userid: str) -> list[str]:
-    return [c["main_title"]["title"] for c in await desk.cards(userid)]
 
 
 async def test_an_emergency_goes_to_the_managers_too_and_their_copy_follows_along(

@@ -4,18 +4,15 @@ twice adds up, flushed once per reading, and dropped after the retention period.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
 
-import domain
 from bot.app import TELEMETRY_MINUTES
 from telemetry.ingest import signed_headers
 from bot.infra.settings import Settings, SettingsError
-from bot.infra.storage import open_database
 from domain.devices import TelemetryMinute, demo_box
 from domain.telemetry_minutes import device_minutes, record_minutes
 from jobs.context import JobContext
@@ -60,12 +57,6 @@ def test_only_minutes_that_ended_a_grace_period_ago_are_taken_before_shutdown() 
     taken = agg.closed(T0 + 60 + 30, grace_s=30)
     assert [r.minute.timestamp() for r in taken] == [T0]
     assert [r.minute.timestamp() for r in agg.drain()] == [T0 + 60]
-
-
-@pytest.fixture
-async def db(database_url: str) -> AsyncIterator[None]:
-    async with open_database(database_url, domain.MODEL_MODULES, domain.MIGRATIONS):
-        yield
 
 
 async def test_two_flushes_of_the_same_minute_add_up_to_one_row(db: None) -> None:

@@ -12,90 +12,29 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
 import aiohttp
 import pytest
 import redis.asyncio as aioredis
-from aiohttp.test_utils import TestServer
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-import domain
 from bot.wechat.sender import ApiTransport, OutboxSender, SenderPolicy, check_lease
-from bot.wechat.standin import PathOnlyAccessLogger, build_standin_app
-from bot.infra.storage import open_database
 from bot.wechat.api import WeChatApi, WeComApi, button_card
 from domain import outbox
 from domain.outbox import OutboundMessage, OutboundStatus
 from jobs.context import JobContext
 from jobs.interval import every, run_once_per_tick, tick_of
 from jobs.locks import LeaderLocks
-from tests.support import FakeClock
+from tests.support import FakeClock, Standin
 
 APPID = "wx5c1ne6b0tdem0001"
 CORP = "ww5c1ne6b0tdem0001"
 AGENT = 1000002
 
-ServerFactory = Callable[..., Awaitable[TestServer]]
-
 
 # --- fixtures ----------------------------------------------------------------------------------
-
-
-@pytest.fixture
-async def db(database_url: str) -> AsyncIterator[None]:
-    async with open_database(database_url, domain.MODEL_MODULES, domain.MIGRATIONS):
-        yield
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
-        yield session
-
-
-class Standin:
-    """The stand-in API server, and what a test asks of it over HTTP."""
-
-    def __init__(self, server: TestServer, http: aiohttp.ClientSession) -> None:
-        self.server, self.http = server, http
-
-    @property
-    def url(self) -> str:
-        return str(self.server.make_url("/")).rstrip("/")
-
-    async def _post(self, path: str, body: dict[str, Any]) -> None:
-        async with self.http.post(self.server.make_url(path), json=body) as resp:
-            assert resp.status == 200, await resp.text()
-
-    async def configure(self, **config: float) -> None:
-        await self._post("/standin/config", config)
-
-    async def fault(self, mode: str, count: int = 1) -> None:
-        """The next ``count`` calls presenting a token meet this fault."""
-        await self._post("/standin/faults", {"mode": mode, "count": count})
-
-    async def _get(self, path: str) -> Any:
-        async with self.http.get(self.server.make_url(path)) as resp:
-            assert resp.status == 200, await resp.text()
-            return await resp.json()
-
-    async def messages(self) -> list[dict[str, Any]]:
-        return (await self._get("/standin/messages"))["messages"]
-
-    async def errors(self) -> list[dict[str, Any]]:
-        return (await self._get("/standin/errors"))["errors"]
-
-    async def token_fetches(self) -> list[dict[str, Any]]:
-        return (await self._get("/standin/tokens"))["fetches"]
-
-
-@pytest.fixture
-async def standin(aiohttp_server: ServerFactory, http: aiohttp.ClientSession) -> Standin:
-    app = build_standin_app(seed=16)
-    return Standin(await aiohttp_server(app, access_log_class=PathOnlyAccessLogger), http)
 
 
 def api_transport(

@@ -12,16 +12,15 @@ import logging
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import aiohttp
 import pytest
 import redis.asyncio as aioredis
-from aiohttp.test_utils import TestServer
 
-from bot.wechat.standin import STATE, PathOnlyAccessLogger, build_standin_app
+from bot.wechat.standin import STATE
 from bot.wechat.api import ApiError, QrCode, WeChatApi, WeComApi, button_card
+from tests.support import StartStandin, Standin
 
 APPID = "wx5c1ne6b0tdem0001"
 WECHAT_SECRET = "wechat-secret-never-logged"
@@ -30,73 +29,31 @@ AGENT = 1000002
 WECOM_SECRET = "wecom-secret-never-logged"
 AUDIENCE = "oAudience0000000000000000001"
 
-ServerFactory = Callable[..., Awaitable[TestServer]]
-
-
-@pytest.fixture
-async def standin(aiohttp_server: ServerFactory) -> TestServer:
-    # The stand-in's own access log must not print tokens either (they ride in the query).
-    return await aiohttp_server(build_standin_app(seed=7), access_log_class=PathOnlyAccessLogger)
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
-        yield session
-
-
-def base_of(server: TestServer) -> str:
-    return str(server.make_url("/")).rstrip("/")
-
 
 def wechat_client(
-    http: aiohttp.ClientSession, redis: aioredis.Redis, server: TestServer
+    http: aiohttp.ClientSession, redis: aioredis.Redis, server: Standin
 ) -> WeChatApi:
-    return WeChatApi(http, redis, base_of(server), APPID, WECHAT_SECRET)
+    return WeChatApi(http, redis, server.url, APPID, WECHAT_SECRET)
 
 
 def wecom_client(
     http: aiohttp.ClientSession,
     redis: aioredis.Redis,
-    server: TestServer,
+    server: Standin,
     agent: int = AGENT,
     secret: str = WECOM_SECRET,
 ) -> WeComApi:
-    return WeComApi(http, redis, base_of(server), CORP, agent, secret)
+    return WeComApi(http, redis, server.url, CORP, agent, secret)
 
 
 @pytest.fixture
-def wechat(http: aiohttp.ClientSession, redis: aioredis.Redis, standin: TestServer) -> WeChatApi:
+def wechat(http: aiohttp.ClientSession, redis: aioredis.Redis, standin: Standin) -> WeChatApi:
     return wechat_client(http, redis, standin)
 
 
 @pytest.fixture
-def wecom(http: aiohttp.ClientSession, redis: aioredis.Redis, standin: TestServer) -> WeComApi:
+def wecom(http: aiohttp.ClientSession, redis: aioredis.Redis, standin: Standin) -> WeComApi:
     return wecom_client(http, redis, standin)
-
-
-async def get_json(
-    http: aiohttp.ClientSession, server: TestServer, path: str, **params: Any
-) -> Any:
-    async with http.get(server.make_url(path), params=params) as resp:
-        assert resp.status == 200, await resp.text()
-        return await resp.json()
-
-
-async def post_json(http: aiohttp.ClientSession, server: TestServer, path: str, body: Any) -> Any:
-    async with http.post(server.make_url(path), json=body) as resp:
-        assert resp.status == 200, await resp.text()
-        return await resp.json()
-
-
-async def sent(
-    http: aiohttp.ClientSession, server: TestServer, **params: Any
-) -> list[dict[str, Any]]:
-    return (await get_json(http, server, "/standin/messages", **params))["messages"]
-
-
-async def token_fetches(http: aiohttp.ClientSession, server: TestServer) -> list[dict[str, Any]]:
-    return (await get_json(http, server, "/standin/tokens"))["fetches"]
 
 
 def text(content: str) -> dict[str, Any]:
@@ -118,7 +75,7 @@ def alert_card(task_id: str = "alert-20261121-0001") -> dict[str, Any]:
 
 
 async def test_two_processes_share_one_token_through_redis(
-    standin: TestServer, redis: aioredis.Redis, redis_url: str
+    standin: Standin, redis: aioredis.Redis, redis_url: str
 ) -> None:
     other_redis = aioredis.Redis.from_url(redis_url)
     async with aiohttp.ClientSession() as http_a, aiohttp.ClientSession() as http_b:
@@ -129,37 +86,36 @@ async def test_two_processes_share_one_token_through_redis(
         assert await first.access_token() == await second.access_token()
     await other_redis.aclose()
 
-    async with aiohttp.ClientSession() as http:
-        fetches = await token_fetches(http, standin)
-        assert [(f["endpoint"], f["owner"], f["force_refresh"]) for f in fetches] == [
-            ("stable_token", APPID, False)
-        ]
-        assert len(await sent(http, standin, to=AUDIENCE)) == 2
+    fetches = await standin.token_fetches()
+    assert [(f["endpoint"], f["owner"], f["force_refresh"]) for f in fetches] == [
+        ("stable_token", APPID, False)
+    ]
+    assert len(await standin.messages(to=AUDIENCE)) == 2
     ttl = await redis.ttl(f"cinebot:token:wechat:{APPID}")
     assert 7200 - 300 - 10 <= ttl <= 7200 - 300  # cached until 5 minutes before expiry
 
 
 async def test_ten_concurrent_callers_fetch_the_token_once(
-    aiohttp_server: ServerFactory, http: aiohttp.ClientSession, redis: aioredis.Redis
+    start_standin: StartStandin, http: aiohttp.ClientSession, redis: aioredis.Redis
 ) -> None:
-    slow = await aiohttp_server(build_standin_app(latency=0.05))
+    slow = await start_standin(latency=0.05)
     clients = [wechat_client(http, redis, slow) for _ in range(10)]
     tokens = await asyncio.gather(*(c.access_token() for c in clients))
     assert len(set(tokens)) == 1
-    assert len(await token_fetches(http, slow)) == 1
+    assert len(await slow.token_fetches()) == 1
 
 
 async def test_a_dead_refresher_lock_is_taken_over(
-    standin: TestServer, http: aiohttp.ClientSession, redis: aioredis.Redis, wechat: WeChatApi
+    standin: Standin, redis: aioredis.Redis, wechat: WeChatApi
 ) -> None:
     # Another process took the refresh lock and died: its lock lapses, and we refresh.
     await redis.set(f"cinebot:token:wechat:{APPID}:lock", "someone-else", px=300)
     assert await wechat.access_token()
-    assert len(await token_fetches(http, standin)) == 1
+    assert len(await standin.token_fetches()) == 1
 
 
 async def test_wecom_tokens_are_cached_per_app(
-    standin: TestServer, http: aiohttp.ClientSession, redis: aioredis.Redis
+    standin: Standin, http: aiohttp.ClientSession, redis: aioredis.Redis
 ) -> None:
     staff_app = wecom_client(http, redis, standin, agent=1000002, secret="staff-secret")
     alert_app = wecom_client(http, redis, standin, agent=1000003, secret="alert-secret")
@@ -170,57 +126,57 @@ async def test_wecom_tokens_are_cached_per_app(
         )
         == 2
     )
-    fetches = await token_fetches(http, standin)
+    fetches = await standin.token_fetches()
     assert [(f["endpoint"], f["owner"]) for f in fetches] == [("gettoken", CORP)] * 2
 
 
 async def test_a_token_expired_mid_way_is_refreshed_once_and_the_send_succeeds(
-    standin: TestServer, http: aiohttp.ClientSession, wechat: WeChatApi
+    standin: Standin, wechat: WeChatApi
 ) -> None:
     await wechat.send_custom(AUDIENCE, text("您的影票已出票"))
-    await post_json(http, standin, "/standin/faults", {"mode": "expire", "count": 1})
+    await standin.fault("expire", 1)
 
     await wechat.send_custom(AUDIENCE, text("开场前 30 分钟提醒"))
 
-    contents = [m["payload"]["text"]["content"] for m in await sent(http, standin, to=AUDIENCE)]
+    contents = [m["payload"]["text"]["content"] for m in await standin.messages(to=AUDIENCE)]
     assert contents == ["您的影票已出票", "开场前 30 分钟提醒"]
-    fetches = await token_fetches(http, standin)
+    fetches = await standin.token_fetches()
     assert [f["force_refresh"] for f in fetches] == [False, True]
 
 
 async def test_many_calls_failing_on_one_stale_token_refresh_it_once(
-    standin: TestServer, http: aiohttp.ClientSession, wechat: WeChatApi
+    standin: Standin, wechat: WeChatApi
 ) -> None:
     await wechat.access_token()
-    await post_json(http, standin, "/standin/faults", {"mode": "expire", "count": 1})
+    await standin.fault("expire", 1)
 
     await asyncio.gather(*(wechat.send_custom(AUDIENCE, text(f"第{i}条")) for i in range(5)))
 
-    assert len(await sent(http, standin, to=AUDIENCE)) == 5
-    assert [f["force_refresh"] for f in await token_fetches(http, standin)] == [False, True]
+    assert len(await standin.messages(to=AUDIENCE)) == 5
+    assert [f["force_refresh"] for f in await standin.token_fetches()] == [False, True]
 
 
 async def test_wecom_recovers_when_the_platform_forgets_its_tokens(
-    standin: TestServer, http: aiohttp.ClientSession, wecom: WeComApi
+    standin: Standin, wecom: WeComApi
 ) -> None:
     await wecom.send(["engineer01"], text("早班交接"))
-    await post_json(http, standin, "/standin/reset", {})  # every token is now unknown (40014)
+    await standin.post("/standin/reset", {})  # every token is now unknown (40014)
 
     await wecom.send(["engineer01"], text("晚班交接"))
 
-    assert [m["payload"]["text"]["content"] for m in await sent(http, standin)] == ["晚班交接"]
-    assert len(await token_fetches(http, standin)) == 1  # the log was reset too
+    assert [m["payload"]["text"]["content"] for m in await standin.messages()] == ["晚班交接"]
+    assert len(await standin.token_fetches()) == 1  # the log was reset too
 
 
 async def test_a_token_error_that_survives_the_refresh_is_reported(
-    standin: TestServer, http: aiohttp.ClientSession, wechat: WeChatApi
+    standin: Standin, wechat: WeChatApi
 ) -> None:
-    await post_json(http, standin, "/standin/faults", {"mode": "expire", "count": 2})
+    await standin.fault("expire", 2)
     with pytest.raises(ApiError) as caught:
         await wechat.send_custom(AUDIENCE, text("不会送达"))
     assert caught.value.errcode == 42001
     assert caught.value.token_expired and not caught.value.permanent
-    assert await sent(http, standin) == []
+    assert await standin.messages() == []
 
 
 # --- failures and their classification ---------------------------------------------------------
@@ -236,8 +192,7 @@ async def test_a_token_error_that_survives_the_refresh_is_reported(
     ],
 )
 async def test_a_recipient_who_cannot_be_reached_is_a_permanent_failure(
-    standin: TestServer,
-    http: aiohttp.ClientSession,
+    standin: Standin,
     wechat: WeChatApi,
     openid: str,
     send: str,
@@ -252,8 +207,8 @@ async def test_a_recipient_who_cannot_be_reached_is_a_permanent_failure(
         await calls[send]()
     assert caught.value.errcode == errcode
     assert caught.value.permanent and not caught.value.retryable
-    assert await sent(http, standin) == []
-    errors = (await get_json(http, standin, "/standin/errors"))["errors"]
+    assert await standin.messages() == []
+    errors = await standin.errors()
     assert [e["errcode"] for e in errors] == [errcode]
 
 
@@ -261,29 +216,28 @@ async def test_a_recipient_who_cannot_be_reached_is_a_permanent_failure(
     ("mode", "errcode", "status"), [("http502", None, 502), ("busy", -1, None)]
 )
 async def test_a_flaky_platform_is_a_retryable_failure_and_records_nothing(
-    standin: TestServer,
-    http: aiohttp.ClientSession,
+    standin: Standin,
     wechat: WeChatApi,
     mode: str,
     errcode: int | None,
     status: int | None,
 ) -> None:
     await wechat.access_token()
-    await post_json(http, standin, "/standin/faults", {"mode": mode, "count": 1})
+    await standin.fault(mode, 1)
     with pytest.raises(ApiError) as caught:
         await wechat.send_custom(AUDIENCE, text("稍后重试"))
     assert (caught.value.errcode, caught.value.http_status) == (errcode, status)
     assert caught.value.retryable and not caught.value.permanent
-    assert await sent(http, standin) == []
+    assert await standin.messages() == []
 
     await wechat.send_custom(AUDIENCE, text("稍后重试"))  # the next attempt goes through
-    assert len(await sent(http, standin)) == 1
+    assert len(await standin.messages()) == 1
 
 
 async def test_random_failures_are_all_retryable_and_of_both_kinds(
-    aiohttp_server: ServerFactory, http: aiohttp.ClientSession, redis: aioredis.Redis
+    start_standin: StartStandin, http: aiohttp.ClientSession, redis: aioredis.Redis
 ) -> None:
-    flaky = await aiohttp_server(build_standin_app(seed=3))
+    flaky = await start_standin(seed=3)
     client = wechat_client(http, redis, flaky)
     await client.access_token()
     flaky.app[STATE].fail_rate = 1.0
@@ -346,15 +300,14 @@ def test_every_error_has_exactly_one_classification(
 
 
 async def test_secrets_and_tokens_never_reach_the_logs(
-    standin: TestServer,
-    http: aiohttp.ClientSession,
+    standin: Standin,
     wechat: WeChatApi,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG)
     await wechat.send_custom(AUDIENCE, text("你好"))
     token = await wechat.access_token()
-    await post_json(http, standin, "/standin/faults", {"mode": "expire", "count": 2})
+    await standin.fault("expire", 2)
     with pytest.raises(ApiError) as caught:
         await wechat.send_custom(AUDIENCE, text("你好"))
     new_token = await wechat.access_token()
@@ -370,7 +323,7 @@ async def test_secrets_and_tokens_never_reach_the_logs(
 
 
 async def test_template_subscribe_qrcode_and_image_calls_reach_the_platform(
-    standin: TestServer, http: aiohttp.ClientSession, wechat: WeChatApi
+    standin: Standin, wechat: WeChatApi
 ) -> None:
     answer = await wechat.send_template(
         AUDIENCE,
@@ -406,7 +359,7 @@ async def test_template_subscribe_qrcode_and_image_calls_reach_the_platform(
     assert isinstance(temporary, QrCode) and temporary.expire_seconds == 3600
     assert temporary.image_url.startswith("https://mp.weixin.qq.com/cgi-bin/showqrcode?ticket=")
     assert permanent.expire_seconds is None and permanent.ticket != temporary.ticket
-    messages = await sent(http, standin, to=AUDIENCE)
+    messages = await standin.messages(to=AUDIENCE)
     assert [m["payload"]["msgtype"] for m in messages] == [
         "template",
         "subscribe",
@@ -416,7 +369,7 @@ async def test_template_subscribe_qrcode_and_image_calls_reach_the_platform(
     assert messages[0]["payload"]["data"]["first"] == {"value": "出票成功"}
     assert messages[0]["payload"]["client_msg_id"] == "order-42"
     assert messages[1]["payload"]["data"]["thing1"] == {"value": "沙丘2"}
-    assets = (await get_json(http, standin, "/standin/assets"))["assets"]
+    assets = await standin.assets()
     assert [(a["kind"], a.get("scene"), a.get("permanent")) for a in assets] == [
         ("qrcode", "seat:H3-07", False),
         ("qrcode", "hall:3", True),
@@ -425,7 +378,7 @@ async def test_template_subscribe_qrcode_and_image_calls_reach_the_platform(
 
 
 async def test_a_customer_service_news_message_carries_one_article(
-    standin: TestServer, wechat: WeChatApi
+    standin: Standin, wechat: WeChatApi
 ) -> None:
     article = {"title": "今日排片", "description": "沙丘2 19:30", "url": "https://cinema.example"}
     await wechat.send_custom(AUDIENCE, {"msgtype": "news", "news": {"articles": [article]}})
@@ -445,19 +398,19 @@ async def test_an_image_message_needs_an_uploaded_media_id(wechat: WeChatApi) ->
 
 
 async def test_bad_qrcode_arguments_are_refused_before_any_call(
-    standin: TestServer, http: aiohttp.ClientSession, wechat: WeChatApi
+    standin: Standin, wechat: WeChatApi
 ) -> None:
     for scene, seconds in (("", 60), ("x" * 65, 60), ("seat:1", 2_592_001)):
         with pytest.raises(ValueError):
             await wechat.create_qrcode(scene, expire_seconds=seconds)
-    assert await token_fetches(http, standin) == []
+    assert await standin.token_fetches() == []
 
 
 # --- WeCom messages and template cards ---------------------------------------------------------
 
 
 async def test_an_alert_card_is_sent_and_updated_once(
-    standin: TestServer, http: aiohttp.ClientSession, wecom: WeComApi
+    standin: Standin, wecom: WeComApi
 ) -> None:
     answer = await wecom.send(
         ["engineer01"], {"msgtype": "template_card", "template_card": alert_card()}
@@ -476,19 +429,17 @@ async def test_an_alert_card_is_sent_and_updated_once(
         )
     assert unknown.value.errcode == 40078 and unknown.value.permanent
 
-    messages = await sent(http, standin, to="engineer01")
+    messages = await standin.messages(to="engineer01")
     assert [m["endpoint"] for m in messages] == ["message/send", "message/update_template_card"]
     assert messages[0]["response"]["response_code"] == code
     assert messages[1]["payload"]["button"] == {"replace_name": "已确认"}
 
 
 async def test_a_button_click_gives_a_fresh_response_code(
-    standin: TestServer, http: aiohttp.ClientSession, wecom: WeComApi
+    standin: Standin, wecom: WeComApi
 ) -> None:
     await wecom.send(["engineer01"], {"msgtype": "template_card", "template_card": alert_card()})
-    event = await post_json(
-        http,
-        standin,
+    event = await standin.post(
         "/standin/click",
         {"task_id": "alert-20261121-0001", "userid": "engineer01", "key": "ack"},
     )
@@ -500,7 +451,7 @@ async def test_a_button_click_gives_a_fresh_response_code(
 
     replaced = alert_card() | {"button_list": [{"key": "done", "text": "已处理", "style": 2}]}
     await wecom.update_template_card(["engineer01"], event["ResponseCode"], template_card=replaced)
-    assert len(await sent(http, standin, to="engineer01")) == 2
+    assert len(await standin.messages(to="engineer01")) == 2
 
 
 async def test_a_task_id_is_used_once_per_app(wecom: WeComApi) -> None:
@@ -540,18 +491,18 @@ def test_button_card_accepts_the_full_task_id_alphabet() -> None:
 
 
 async def test_invalid_members_are_reported_not_fatal(
-    standin: TestServer, http: aiohttp.ClientSession, wecom: WeComApi
+    standin: Standin, wecom: WeComApi
 ) -> None:
     answer = await wecom.send(["engineer01", "invalid_left_company"], text("今晚设备巡检"))
     assert answer["invaliduser"] == "invalid_left_company"
-    assert [m["to"] for m in await sent(http, standin)] == [["engineer01"]]
+    assert [m["to"] for m in await standin.messages()] == [["engineer01"]]
     with pytest.raises(ApiError) as caught:
         await wecom.send(["invalid_a", "invalid_b"], text("无人收到"))
     assert caught.value.errcode == 81013 and caught.value.permanent
 
 
 async def test_wecom_refuses_ascii_escaped_json(
-    standin: TestServer, http: aiohttp.ClientSession, wecom: WeComApi
+    standin: Standin, http: aiohttp.ClientSession, wecom: WeComApi
 ) -> None:
     # What json.dumps' default would send; the clients send UTF-8 instead.
     token = await wecom.access_token()
@@ -562,29 +513,29 @@ async def test_wecom_refuses_ascii_escaped_json(
     ) as resp:
         assert (await resp.json())["errcode"] == 40033
     await wecom.send(["engineer01"], text("你好"))
-    assert (await sent(http, standin))[0]["payload"]["text"]["content"] == "你好"
+    assert (await standin.messages())[0]["payload"]["text"]["content"] == "你好"
 
 
 # --- what a person sees ------------------------------------------------------------------------
 
 
 async def test_the_messages_endpoint_filters_by_recipient_and_position(
-    standin: TestServer, http: aiohttp.ClientSession, wechat: WeChatApi
+    standin: Standin, wechat: WeChatApi
 ) -> None:
     await wechat.send_custom(AUDIENCE, text("第一条"))
     await wechat.send_custom("oSomeoneElse000000000000001", text("别人的"))
     await wechat.send_custom(AUDIENCE, text("第二条"))
 
-    mine = await sent(http, standin, to=AUDIENCE)
+    mine = await standin.messages(to=AUDIENCE)
     assert [m["payload"]["text"]["content"] for m in mine] == ["第一条", "第二条"]
-    later = await sent(http, standin, to=AUDIENCE, since=mine[0]["id"])
+    later = await standin.messages(to=AUDIENCE, since=mine[0]["id"])
     assert [m["payload"]["text"]["content"] for m in later] == ["第二条"]
     assert {"platform", "endpoint", "to", "payload", "at"} <= set(mine[0])
     assert mine[0]["platform"] == "wechat" and mine[0]["endpoint"] == "message/custom/send"
 
 
 async def test_the_page_shows_a_sent_text_and_card_in_chinese(
-    standin: TestServer, http: aiohttp.ClientSession, wechat: WeChatApi, wecom: WeComApi
+    standin: Standin, http: aiohttp.ClientSession, wechat: WeChatApi, wecom: WeComApi
 ) -> None:
     await wechat.send_custom(AUDIENCE, text("您预订的《沙丘2》19:30 场次\n3号厅 7排8座"))
     answer = await wecom.send(
@@ -616,7 +567,7 @@ async def test_the_page_shows_a_sent_text_and_card_in_chinese(
 
 
 async def test_the_page_escapes_what_it_shows(
-    standin: TestServer, http: aiohttp.ClientSession, wechat: WeChatApi
+    standin: Standin, http: aiohttp.ClientSession, wechat: WeChatApi
 ) -> None:
     await wechat.send_custom(AUDIENCE, text("<script>alert(1)</script>"))
     async with http.get(standin.make_url("/standin/")) as resp:
