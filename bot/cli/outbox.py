@@ -7,7 +7,7 @@ import asyncio
 import sys
 
 import domain
-from bot.cli.common import load_settings
+from bot.cli.common import cinema_time, load_settings, pad
 from bot.infra.clock import SystemClock
 from bot.infra.logs import short_openid
 from bot.infra.storage import open_database
@@ -34,11 +34,13 @@ def cmd_outbox(args: argparse.Namespace) -> int:
             rows = await query.order_by("-id").limit(args.limit)
             counts = {s.value: await OutboundMessage.filter(status=s).count() for s in OutboundStatus}
             print("  ".join(f"{k}: {v}" for k, v in counts.items()))
+            now = SystemClock().now()
             for m in rows:
                 error = f"  {m.last_error[:60]}" if m.last_error else ""
+                created = cinema_time(m.created_at, now, seconds=True)  # Shanghai, as in the chat
                 print(
                     f"#{m.id:<6}{m.status:<8}{m.channel:<7}{short_openid(m.recipient):<16}"
-                    f"尝试{m.attempts}次  {m.created_at:%m-%d %H:%M:%S}{error}"
+                    f"尝试{m.attempts}次  {pad(created, 17)}{error}".rstrip()
                 )
             return 0
 

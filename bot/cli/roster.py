@@ -8,7 +8,7 @@ import sys
 from datetime import UTC, datetime
 
 import domain
-from bot.cli.common import load_settings
+from bot.cli.common import cinema_time, load_settings, pad
 from bot.infra.clock import SystemClock
 from bot.infra.storage import open_database
 
@@ -39,13 +39,6 @@ def cmd_roster(args: argparse.Namespace) -> int:
 
     def hm(start: datetime, end: datetime) -> str:
         return f"{clock_at(start, start)}–{clock_at(end, start)}"
-
-    def pad(text: str, width: int) -> str:
-        """Left-aligned in a terminal, where a Chinese character takes two columns."""
-        import unicodedata
-
-        used = sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
-        return text + " " * max(width - used, 1)
 
     def when(moment: datetime) -> str:
         local = moment.astimezone(SHANGHAI)
@@ -108,7 +101,7 @@ def cmd_roster(args: argparse.Namespace) -> int:
             (s for s in await roster(cinema.id, now, now + timedelta(seconds=1)) if s.staff.active),
             key=lambda s: (s.starts_at, s.staff.userid),
         )
-        print(f"{cinema.name} · 现在（{now.astimezone(SHANGHAI):%m-%d %H:%M}）在岗：")
+        print(f"{cinema.name} · 现在（{cinema_time(now, now)}）在岗：")
         for team in ROSTER_TEAMS:
             until: dict[str, tuple[Staff, datetime]] = {}
             for s in shifts:

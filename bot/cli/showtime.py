@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from aiohttp import web
 
 import domain
-from bot.cli.common import load_settings
+from bot.cli.common import cinema_time, load_settings, pad
 from bot.infra.clock import SystemClock
 from bot.infra.logs import configure_logging
 from bot.infra.storage import open_database
@@ -31,7 +31,8 @@ def cmd_showtime(args: argparse.Namespace) -> int:
 
     async def listing() -> int:
         async with open_database(settings.database_url, domain.MODEL_MODULES, domain.MIGRATIONS):
-            day = date.fromisoformat(args.date) if args.date else SystemClock().now().astimezone(SHANGHAI).date()
+            now = SystemClock().now()
+            day = date.fromisoformat(args.date) if args.date else now.astimezone(SHANGHAI).date()
             start = datetime.combine(day, time(0), SHANGHAI)
             shows = await Showtime.filter(
                 starts_at__gte=start.astimezone(UTC), starts_at__lt=(start + timedelta(days=1)).astimezone(UTC)
@@ -39,7 +40,7 @@ def cmd_showtime(args: argparse.Namespace) -> int:
             for s in shows:
                 sold = await Order.filter(showtime_id=s.id, state__in=list(SOLD_STATES)).count()
                 flag = "  已取消" if s.cancelled_at else ""
-                print(f"{s.id:>6}  {s.starts_at.astimezone(SHANGHAI):%m-%d %H:%M}  {s.hall.name:<6}"
+                print(f"{s.id:>6}  {cinema_time(s.starts_at, now)}  {pad(s.hall.name, 8)}"
                       f"《{s.film.title}》  {sold} 笔订单{flag}")
             if not shows:
                 print(f"{day} 没有场次。")
