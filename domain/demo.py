@@ -10,6 +10,7 @@ rolling week.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -184,7 +185,11 @@ class SeedReport:
     shifts_created: int = 0
 
 
-async def seed(now: datetime) -> SeedReport:
+async def seed(now: datetime, progress: Callable[[str], None] | None = None) -> SeedReport:
+    """The demo cinema; ``progress(stage)`` is told "basics", "schedule", "roster",
+    "touchpoints" as each begins."""
+    step = progress or (lambda stage: None)
+    step("basics")
     async with in_transaction():
         cinema, _ = await Cinema.get_or_create(
             code=DEMO_CINEMA_CODE,
@@ -219,8 +224,11 @@ async def seed(now: datetime) -> SeedReport:
             await Staff.get_or_create(
                 userid=userid, defaults={"name": name, "role": role, "cinema": cinema}
             )
+    step("schedule")
     created = await ensure_schedule(cinema, now)
+    step("roster")
     shifts = await ensure_roster(cinema, now)
+    step("touchpoints")
     await ensure_touchpoints(cinema, now)  # QR survey places (domain.touchpoints)
     return SeedReport(
         cinema=cinema.name,

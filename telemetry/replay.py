@@ -14,7 +14,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
-from typing import IO
+from typing import IO, Any
 
 from telemetry.evaluator import Evaluator
 from telemetry.readings import Reading, ReadingError
@@ -102,7 +102,7 @@ def replay(
     evaluator = Evaluator(rules)
     dumps = json.dumps
     readings = parse_lines(lines, report, errors)
-    if progress is not None and position is not None:
+    if progress is not None:
         readings = _with_progress(readings, progress, position)
     for event in evaluator.run(readings):
         out.write(dumps(event.to_json(), ensure_ascii=False) + "\n")
@@ -116,16 +116,27 @@ def replay(
 
 
 def _with_progress(
-    readings: Iterator[Reading], progress: Progress, position: Callable[[], float]
+    readings: Iterator[Reading], progress: Progress, position: Callable[[], float] | None
 ) -> Iterator[Reading]:
-    for i, r in enumerate(readings):
-        if i % 5000 == 0:
-            progress.update(position(), f"{i:,} 条")
+    """``position``: how far into the input (bytes); without it, the readings so far."""
+    done = 0
+    for r in readings:
+        if done % 5000 == 0:
+            progress.update(position() if position is not None else done, f"{done:,} 条")
         yield r
+        done += 1
+    progress.update(position() if position is not None else done, f"{done:,} 条")
 
 
-def replay_file(path: str, rules_path: str | None, out: IO[str], errors: IO[str]) -> int:
-    """The CLI command; exit status 0, or 2 when the input or the rules cannot be read."""
+def replay_file(
+    path: str, rules_path: str | None, out: IO[str], errors: IO[str],
+    progress: Callable[[int | None], Any] | None = None,
+) -> int:
+    """The CLI command; exit status 0, or 2 when the input or the rules cannot be read.
+
+    ``progress``: given the input's size in bytes (None for stdin), returns the display to
+    report to (``update(done, note)``, ``close()``): bytes read, or readings for stdin.
+    Without it, this module's own bar (on a terminal only)."""
     try:
         rules = RuleSet.load(rules_path) if rules_path else RuleSet()
     except RulesError as exc:
@@ -138,8 +149,12 @@ def replay_file(path: str, rules_path: str | None, out: IO[str], errors: IO[str]
         return 2
     try:
         size = os.fstat(fh.fileno()).st_size if path != "-" else 0
-        progress = Progress("回放中", size or None, errors)
-        report = replay(fh, out, rules, errors, progress if size else None, lambda: _tell(fh))
+        if progress is not None:
+            shown = progress(size or None)
+            report = replay(fh, out, rules, errors, shown, (lambda: _tell(fh)) if size else None)
+        else:
+            bar = Progress("回放中", size or None, errors)
+            report = replay(fh, out, rules, errors, bar if size else None, lambda: _tell(fh))
     except BrokenPipeError:
         # The reader went away (`| head`): stop quietly, like other Unix tools.
         if out is sys.stdout:
@@ -173,7 +188,10 @@ def simulate_to_files(
     faults: str = "random:0.3",
     errors: IO[str] | None = None,
     config: FleetConfig | None = None,
+    progress: Callable[[int], Any] | None = None,
 ) -> int:
+    """``progress``: given the number of readings to write, returns the display to report to
+    (``update(done)``, ``close()``); without it, this module's own bar (on a terminal only)."""
     errors = errors or sys.stderr
     cfg = replace(
         config or FleetConfig(), devices=devices, days=days, interval_s=interval_s, seed=seed, faults=faults
@@ -185,12 +203,12 @@ def simulate_to_files(
         errors.write(f"模拟参数有误 / bad simulation parameters: {exc}\n")
         return 2
     total = fleet.readings_count
-    progress = Progress("写出读数", total, errors)
+    bar = progress(total) if progress is not None else Progress("写出读数", total, errors)
     try:
         with open(out_path, "w", encoding="utf-8") as out:
-            written = fleet.write(out, progress=lambda n: progress.update(n))
-        progress.update(total)
-        progress.close()
+            written = fleet.write(out, progress=lambda n: bar.update(n))
+        bar.update(total)
+        bar.close()
         if truth_path:
             with open(truth_path, "w", encoding="utf-8") as out:
                 fleet.write_truth(out)

@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from typing import Any
+from typing import Any, Self
 
 import domain
 from bot.cli.common import load_settings
 from bot.infra.clock import SystemClock
+from bot.infra.progress import Progress
 from bot.infra.storage import open_database
 
 
@@ -28,21 +29,24 @@ def cmd_nlu(args: argparse.Namespace) -> int:
         from bot.nlu import sentiment
 
         # Every model the processes load, so an image trained at build never writes one.
-        started = time.perf_counter()
-        print("正在训练意图模型……", file=sys.stderr)
-        load_or_train(retrain=True)
-        print(f"意图模型已训练并缓存（{time.perf_counter() - started:.1f} 秒）。")
-        started = time.perf_counter()
-        print("正在训练评价分类模型……", file=sys.stderr)
-        sentiment.load_or_train(retrain=True)
-        print(f"评价分类模型已训练并缓存（{time.perf_counter() - started:.1f} 秒）。")
+        with Training(TRAIN_ALL) as training:
+            started = time.perf_counter()
+            load_or_train(retrain=True, progress=training.stage)
+            intent_s = time.perf_counter() - started
+            training.stage("feedback")
+            started = time.perf_counter()
+            sentiment.load_or_train(retrain=True)
+            feedback_s = time.perf_counter() - started
+        print(f"意图模型已训练并缓存（{intent_s:.1f} 秒）。")
+        print(f"评价分类模型已训练并缓存（{feedback_s:.1f} 秒）。")
         return 0
     try:
         now = parse_time(args.now, clock.now())
     except ValueError as exc:
         print(f"--now 格式不对：{exc}", file=sys.stderr)
         return 2
-    classifier, _ = load_or_train()
+    with Training(TRAIN_INTENT) as training:  # shown only when no model is cached for the corpus
+        classifier, _ = load_or_train(progress=training.stage)
     if args.films:
         try:
             with open(args.films, encoding="utf-8") as fh:
@@ -62,9 +66,47 @@ def cmd_nlu(args: argparse.Namespace) -> int:
     except (OSError, json.JSONDecodeError) as exc:
         print(f"读不了评估文件：{exc}", file=sys.stderr)
         return 2
-    report = evaluate_rows(engine, rows, now, progress=sys.stderr.isatty() or len(rows) > 200)
+    with Progress("评估", len(rows)) as bar:
+        report = evaluate_rows(engine, rows, now, progress=False,
+                               on_progress=lambda done, _total: bar.update(done))
     print(report.render())
     return 0
+
+
+# The intent model reports its stages (bot.nlu.classifier.IntentClassifier.fit); the
+# feedback model is one step.
+TRAIN_INTENT = {
+    "features": "意图模型：提取特征", "fit": "意图模型：拟合", "done": "意图模型：写入缓存",
+}
+TRAIN_ALL = {**TRAIN_INTENT, "feedback": "评价分类模型"}
+
+
+class Training:
+    """Training as a bar of steps, made when the first step is reported (loading a cached
+    model shows nothing). The longest step, the intent model's fit, says nothing while it
+    runs: the bar shows its spinner and the time going by."""
+
+    def __init__(self, stages: dict[str, str]) -> None:
+        self.stages = stages
+        self.bar: Progress | None = None
+
+    def stage(self, name: str) -> None:
+        if self.bar is None:
+            self.bar = Progress("训练模型", len(self.stages), unit="步", eta=False)
+        steps = list(self.stages)
+        done = steps.index(name) if name in steps else self.bar.done
+        self.bar.update(done, note=self.stages.get(name, name))
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        if self.bar is None:
+            return
+        if kind is None:
+            self.bar.close(note="")
+        else:
+            self.bar.stop()
 
 
 async def _catalog_from_db() -> Any:

@@ -9,6 +9,7 @@ import sys
 import domain
 from bot.cli.common import load_settings
 from bot.infra.logs import configure_logging
+from bot.infra.progress import Progress
 from bot.infra.storage import open_database
 
 QR_KINDS_EN = {
@@ -37,15 +38,20 @@ def cmd_qr(args: argparse.Namespace) -> int:
         from bot.wechat.api import WeChatApi
 
         found: dict[str, str] = {}
-        try:
-            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http, \
-                    open_redis(settings.redis_url, settings.embedded_redis_path) as redis:
-                api = WeChatApi.from_settings(http, redis, settings)
-                for scene in scenes:
-                    found[scene] = (await api.create_qrcode(scene, permanent=True)).url
-        except Exception as exc:  # offline, or the API refused: the survey URLs still work
-            print(f"微信二维码接口不可用（{type(exc).__name__}: {exc}），改用 H5 问卷链接。", file=sys.stderr)
-            return {}
+        with Progress("申请微信二维码", len(scenes), unit="个") as bar:
+            try:
+                timeout = aiohttp.ClientTimeout(total=10)
+                async with aiohttp.ClientSession(timeout=timeout) as http, \
+                        open_redis(settings.redis_url, settings.embedded_redis_path) as redis:
+                    api = WeChatApi.from_settings(http, redis, settings)
+                    for scene in scenes:
+                        found[scene] = (await api.create_qrcode(scene, permanent=True)).url
+                        bar.advance()
+            except Exception as exc:  # offline, or the API refused: the survey URLs still work
+                bar.stop(keep=False)  # every code falls back: the message says so, not the bar
+                print(f"微信二维码接口不可用（{type(exc).__name__}: {exc}），改用 H5 问卷链接。",
+                      file=sys.stderr)
+                return {}
         return found
 
     async def run() -> int:
@@ -74,7 +80,10 @@ def cmd_qr(args: argparse.Namespace) -> int:
                     ascii_title=f"{p.code} · {QR_KINDS_EN.get(p.kind, p.kind)}",
                     lines=(f"scene {p.scene}", url),
                 ))
-        kind, chinese = write_sheet(args.out, items, f"{cinema.name}  扫码评价（约30秒）", font_path=args.font)
+        heading = f"{cinema.name}  扫码评价（约30秒）"
+        with Progress("生成二维码页", len(items), unit="个") as bar:
+            kind, chinese = write_sheet(args.out, items, heading, font_path=args.font,
+                                        progress=lambda done, _total: bar.update(done))
         what = "微信带参二维码" if codes else "H5 问卷链接"
         print(f"已写入 {args.out}（{kind.upper()}，{len(items)} 个触点，二维码内容：{what}）。")
         if not chinese:

@@ -15,6 +15,7 @@ from bot.cli.common import load_settings, until_signal
 from bot.infra import eventloop
 from bot.infra.clock import SystemClock
 from bot.infra.logs import configure_logging
+from bot.infra.progress import Progress
 from bot.infra.settings import Settings
 from bot.infra.storage import open_database
 
@@ -102,14 +103,33 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
+DEMO_STEPS = {
+    "database": "打开数据库（首次运行时建表）",
+    "basics": "影城、影厅、影片与员工",
+    "schedule": "排片",
+    "roster": "值班表",
+    "touchpoints": "评价二维码触点",
+}
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from domain.demo import seed
 
     settings = load_settings()
+    steps = list(DEMO_STEPS)
 
     async def run() -> None:
-        async with open_database(settings.database_url, domain.MODEL_MODULES, domain.MIGRATIONS):
-            report = await seed(SystemClock().now())
+        with Progress("写入演示数据", len(DEMO_STEPS), unit="步", eta=False) as bar:
+
+            def step(name: str) -> None:
+                done = steps.index(name) if name in DEMO_STEPS else bar.done
+                bar.update(done, note=DEMO_STEPS.get(name, name))
+
+            step("database")
+            database = open_database(settings.database_url, domain.MODEL_MODULES, domain.MIGRATIONS)
+            async with database:
+                report = await seed(SystemClock().now(), progress=step)
+            bar.close(note="")
         print(
             f"演示数据已就绪：{report.cinema}，{report.halls} 个影厅共 {report.seats} 个座位，"
             f"{report.films} 部影片，新增 {report.showtimes_created} 个场次，"

@@ -4,33 +4,78 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 
 import domain
-from bot.cli.common import load_settings
+from bot.cli.common import cinema_time, load_settings
+from bot.infra.progress import BYTES, Progress
 from bot.infra.storage import open_database
 
 
 def cmd_telemetry(args: argparse.Namespace) -> int:
     """Projector telemetry: replay readings through the detectors, simulate a fleet to
     files, or stream a simulated fleet to a running server (``simulate --url``)."""
-    from telemetry.replay import replay_file, simulate_to_files
-
     if args.action == "replay":
-        return replay_file(args.file, args.rules, sys.stdout, sys.stderr)
+        return cmd_telemetry_replay(args)
     if args.url:
         return cmd_telemetry_stream(args)
     if args.devices is None or args.days is None or args.out is None:
         print("cinebot telemetry simulate: 需要 --devices、--days 和 --out"
               "（或用 --url 把模拟读数发给运行中的服务器）", file=sys.stderr)
         return 2
-    return simulate_to_files(
-        args.devices, args.days, args.out, args.truth,
-        interval_s=60.0 if args.interval_s is None else args.interval_s, seed=args.seed,
-        faults=args.faults, errors=sys.stderr,
-    )
+    return cmd_telemetry_simulate(args)
+
+
+def cmd_telemetry_replay(args: argparse.Namespace) -> int:
+    """Alert events (JSON lines) to stdout; the bar, bad lines and the summary to stderr.
+
+    The bar follows the bytes read; from stdin (``-``) it counts readings."""
+    from telemetry.replay import replay_file
+
+    size: int | None = None
+    if args.file != "-":
+        try:
+            size = os.stat(args.file).st_size or None
+        except OSError:
+            pass  # replay_file says what is wrong with it
+    bar = Progress("回放读数", size, unit=BYTES if size else "")
+
+    def shown(total: int | None) -> Progress:
+        bar.set_total(total)
+        return bar
+
+    try:
+        code = replay_file(args.file, args.rules, sys.stdout, bar.messages, progress=shown)
+    finally:
+        # (Done, replay has closed it.) A closed pipe (`| head`): the bar stays where it
+        # stopped. Bad rules or no such file: only the message stays.
+        bar.stop(keep=bar.done > 0)
+    return code
+
+
+def cmd_telemetry_simulate(args: argparse.Namespace) -> int:
+    """Readings and ground truth to files; the bar counts readings as they are written (it
+    shows up while the fleet is being generated, before that count is known)."""
+    from telemetry.replay import simulate_to_files
+
+    bar = Progress("模拟读数", None, note="生成中…")
+
+    def writing(total: int) -> Progress:
+        bar.set_total(total)
+        bar.update(0, note=f"写入 {os.path.basename(args.out)}")
+        return bar
+
+    try:
+        return simulate_to_files(
+            args.devices, args.days, args.out, args.truth,
+            interval_s=60.0 if args.interval_s is None else args.interval_s, seed=args.seed,
+            faults=args.faults, errors=bar.messages, progress=writing,
+        )
+    finally:
+        bar.stop(keep=bar.total is not None)  # bad parameters: only the message stays
 
 
 TELEMETRY_PATH = "/telemetry/readings"
@@ -45,14 +90,18 @@ class _StreamStats:
         self.started = time.monotonic()
         self.first_error = ""
 
-    def line(self, sim_t: float | None = None) -> str:
-        from bot.infra.clock import SHANGHAI
-
+    def line(self) -> str:
         seconds = max(time.monotonic() - self.started, 1e-6)
-        at = (f" · 模拟时间 {datetime.fromtimestamp(sim_t, SHANGHAI):%m-%d %H:%M}"
-              if sim_t is not None else "")
         return (f"已发送 {self.sent:,} 条 · 已接受 {self.accepted:,} · 错误 {self.errors:,} · "
-                f"{self.sent / seconds:,.0f} 条/秒{at}")
+                f"{self.sent / seconds:,.0f} 条/秒")
+
+    def note(self, sim_t: float) -> str:
+        """For the bar, which shows the count sent itself: what the server made of them, and
+        the simulated clock (Shanghai time, as in the chat)."""
+        now = datetime.now(UTC)
+        at = cinema_time(datetime.fromtimestamp(sim_t, UTC), now)
+        errors = f" · 错误 {self.errors:,}" if self.errors else ""
+        return f"已接受 {self.accepted:,}{errors} · 模拟时间 {at}"
 
 
 def cmd_telemetry_stream(args: argparse.Namespace) -> int:
@@ -62,7 +111,7 @@ def cmd_telemetry_stream(args: argparse.Namespace) -> int:
     try:
         return asyncio.run(_stream_fleet(args, stats))
     except KeyboardInterrupt:
-        print(f"\n已停止。{stats.line()}", file=sys.stderr)
+        print(f"已停止。{stats.line()}", file=sys.stderr)
         return 0
 
 
@@ -136,50 +185,54 @@ async def _stream_fleet(args: argparse.Namespace, stats: _StreamStats) -> int:
           f"共 {days:g} 天 {feed.total:,} 条；边缘盒子 {box_id}；故障：{faults}）。Ctrl+C 停止。",
           file=sys.stderr)
     tick = min(5.0, max(0.2, interval / args.speed))
-    tty = sys.stderr.isatty()
-    shown = time.monotonic()  # without a terminal: a progress line every 5 s
     timeout = aiohttp.ClientTimeout(total=30, connect=5)
-    async with aiohttp.ClientSession(timeout=timeout) as http:
-        while not feed.done:
-            now = time.time()
-            while True:
-                batch = feed.due(now, limit=STREAM_BATCH)
-                if not batch:
-                    break
-                body = json.dumps(batch, separators=(",", ":")).encode()
-                try:
-                    async with http.post(url, data=body, headers=signed_headers(box_id, key, body)) as resp:
-                        text = await resp.text()
-                        status = resp.status
-                except (aiohttp.ClientConnectionError, TimeoutError) as exc:
-                    print(f"\n连不上服务器 {url}（{type(exc).__name__}: {exc}）。"
-                          "cinebot serve 在运行吗？地址和端口对吗？", file=sys.stderr)
-                    return 1
-                stats.sent += len(batch)
-                if status == 401:
-                    print(f"\n服务器拒绝了读数（401 {_error_code(text)}）：边缘盒子编号或密钥不对，"
-                          "或本机时钟与服务器相差超过 5 分钟。", file=sys.stderr)
-                    return 1
-                if status != 202:
-                    print(f"\n服务器答复 {status}：{text[:300]}", file=sys.stderr)
-                    return 1
-                answer = json.loads(text)
-                stats.accepted += int(answer.get("accepted", 0))
-                stats.errors += len(answer.get("errors", []))
-                if answer.get("errors") and not stats.first_error:
-                    first = answer["errors"][0]
-                    problem = first["errors"][0] if first.get("errors") else {}
-                    stats.first_error = f"{problem.get('field', '')}: {problem.get('message', '')}"
-                    print(f"\n服务器拒绝了部分读数，例如 {stats.first_error}", file=sys.stderr)
-            sim_t = feed.sim_time(time.time())
-            if tty:
-                print(f"\r{stats.line(sim_t)}   ", end="", file=sys.stderr, flush=True)
-            elif time.monotonic() - shown >= 5.0:
-                shown = time.monotonic()
-                print(stats.line(sim_t), file=sys.stderr, flush=True)
-            if not feed.done:
-                await asyncio.sleep(tick)
-    print(("\n" if tty else "") + f"完成：{stats.line()}", file=sys.stderr)
+    bar = Progress("发送读数", feed.total)
+    try:
+        async with aiohttp.ClientSession(timeout=timeout) as http:
+            while not feed.done:
+                now = time.time()
+                while True:
+                    batch = feed.due(now, limit=STREAM_BATCH)
+                    if not batch:
+                        break
+                    body = json.dumps(batch, separators=(",", ":")).encode()
+                    headers = signed_headers(box_id, key, body)
+                    try:
+                        async with http.post(url, data=body, headers=headers) as resp:
+                            text = await resp.text()
+                            status = resp.status
+                    except (aiohttp.ClientConnectionError, TimeoutError) as exc:
+                        bar.stop()
+                        print(f"连不上服务器 {url}（{type(exc).__name__}: {exc}）。"
+                              "cinebot serve 在运行吗？地址和端口对吗？", file=sys.stderr)
+                        return 1
+                    stats.sent += len(batch)
+                    if status == 401:
+                        bar.stop()
+                        print(f"服务器拒绝了读数（401 {_error_code(text)}）："
+                              "边缘盒子编号或密钥不对，或本机时钟与服务器相差超过 5 分钟。",
+                              file=sys.stderr)
+                        return 1
+                    if status != 202:
+                        bar.stop()
+                        print(f"服务器答复 {status}：{text[:300]}", file=sys.stderr)
+                        return 1
+                    answer = json.loads(text)
+                    stats.accepted += int(answer.get("accepted", 0))
+                    stats.errors += len(answer.get("errors", []))
+                    if answer.get("errors") and not stats.first_error:
+                        first = answer["errors"][0]
+                        problem = first["errors"][0] if first.get("errors") else {}
+                        field, message = problem.get("field", ""), problem.get("message", "")
+                        stats.first_error = f"{field}: {message}"
+                        print(f"服务器拒绝了部分读数，例如 {stats.first_error}", file=bar.messages)
+                bar.update(stats.sent, note=stats.note(feed.sim_time(time.time())))
+                if not feed.done:
+                    await asyncio.sleep(tick)
+        bar.close()
+    finally:
+        bar.stop()  # Ctrl+C: the bar stays where it was
+    print(f"完成：{stats.line()}", file=sys.stderr)
     if stats.sent and not stats.accepted:
         print("服务器一条读数也没有接受（设备编号不属于这个边缘盒子的影城？用 --device-ids 指定）",
               file=sys.stderr)

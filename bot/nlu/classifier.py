@@ -116,7 +116,10 @@ class IntentClassifier:
         _, start, end = found
         return clean[:start] + FILM_MARK + clean[end:]
 
-    def fit(self, examples: Sequence[Example]) -> IntentClassifier:
+    def fit(
+        self, examples: Sequence[Example], progress: Callable[[str], None] | None = None
+    ) -> IntentClassifier:
+        """``progress(stage)``: ``"features"``, then ``"fit"`` (the long one), then ``"done"``."""
         from scipy.sparse import csr_matrix, hstack
         from sklearn.feature_extraction.text import TfidfVectorizer
         from sklearn.linear_model import LogisticRegression
@@ -125,11 +128,17 @@ class IntentClassifier:
         vectorizer = TfidfVectorizer(analyzer="char", ngram_range=(1, 3), sublinear_tf=True)
         # Weak regularisation: the corpus is small and clean; probabilities stay usable.
         model = LogisticRegression(C=200.0, max_iter=5000, class_weight="balanced")
+        if progress is not None:
+            progress("features")
         grams = vectorizer.fit_transform([self.prepare(e.text) for e in examples])
         roles = csr_matrix(
             np.array([[1.0 if role_of(e.role) == name else 0.0 for name in ROLES] for e in examples])
         )
+        if progress is not None:
+            progress("fit")
         model.fit(hstack([grams, roles], format="csr"), [e.intent for e in examples])
+        if progress is not None:
+            progress("done")
         n_grams = len(vectorizer.vocabulary_)
         coef = np.asarray(model.coef_, dtype=np.float64)
         self.classes = [str(c) for c in model.classes_]
@@ -229,18 +238,19 @@ def cached_model(path: Path, kind: type[T], train: Callable[[], T], what: str) -
 
 
 def load_or_train(
-    cache_dir: Path | None = None, train_path: Path = TRAIN_FILE, retrain: bool = False
+    cache_dir: Path | None = None, train_path: Path = TRAIN_FILE, retrain: bool = False,
+    progress: Callable[[str], None] | None = None,
 ) -> tuple[IntentClassifier, bool]:
     """The cached classifier for the current corpus, training it first if needed.
 
-    Returns (classifier, trained_now).
+    Returns (classifier, trained_now). ``progress``: told the training's stages (see ``fit``).
     """
     cache_dir = cache_dir or default_cache_dir()
     path = cache_dir / f"intent-{corpus_hash(train_path)}.pkl"
     if retrain:
         path.unlink(missing_ok=True)
     return cached_model(
-        path, IntentClassifier, lambda: IntentClassifier().fit(load_examples(train_path)),
+        path, IntentClassifier, lambda: IntentClassifier().fit(load_examples(train_path), progress),
         "intent model",
     )
 

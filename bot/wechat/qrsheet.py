@@ -17,7 +17,7 @@ from __future__ import annotations
 import io
 import os
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -77,8 +77,9 @@ def find_font(explicit: str | None = None) -> str | None:
 
 def render_png(
     items: Sequence[SheetItem], heading: str, *, font_path: str | None = None, module_px: int = 7,
+    progress: Callable[[int, int], None] | None = None,
 ) -> tuple[bytes, bool]:
-    """(PNG bytes, whether Chinese labels could be drawn)."""
+    """(PNG bytes, whether Chinese labels could be drawn); ``progress(done, total)`` per code."""
     from PIL import Image, ImageDraw, ImageFont
 
     cjk = find_font(font_path)
@@ -90,7 +91,11 @@ def render_png(
             return ImageFont.truetype(path, size)
         return ImageFont.load_default(size)
 
-    grids = [matrix(item.data) for item in items]
+    grids = []
+    for item in items:
+        grids.append(matrix(item.data))
+        if progress is not None:
+            progress(len(grids), len(items))
     qr_px = max((len(g) for g in grids), default=29) * module_px
     cell_w, cell_h = qr_px + 60, qr_px + 150
     rows = max(1, -(-len(items) // PER_ROW))
@@ -176,7 +181,10 @@ def pdf_page_ops(items: Sequence[SheetItem], heading: str, page: int, pages: int
     return "\n".join(ops)
 
 
-def render_pdf(items: Sequence[SheetItem], heading: str) -> bytes:
+def render_pdf(
+    items: Sequence[SheetItem], heading: str, progress: Callable[[int, int], None] | None = None
+) -> bytes:
+    """``progress(done, total)``: codes drawn so far, after each page."""
     chunks = [items[i : i + PDF_PER_PAGE] for i in range(0, len(items), PDF_PER_PAGE)] or [[]]
     objects: list[bytes] = []
 
@@ -203,6 +211,8 @@ def render_pdf(items: Sequence[SheetItem], heading: str) -> bytes:
     page_ids = []
     for n, chunk in enumerate(chunks, start=1):
         stream = zlib.compress(pdf_page_ops(chunk, heading, n, len(chunks)).encode("ascii"))
+        if progress is not None:
+            progress(min(n * PDF_PER_PAGE, len(items)), len(items))
         content = add(
             f"<< /Length {len(stream)} /Filter /FlateDecode >>\nstream\n".encode()
             + stream + b"\nendstream"
@@ -232,16 +242,19 @@ def render_pdf(items: Sequence[SheetItem], heading: str) -> bytes:
 
 
 def write_sheet(
-    path: str | Path, items: Sequence[SheetItem], heading: str, *, font_path: str | None = None
+    path: str | Path, items: Sequence[SheetItem], heading: str, *, font_path: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> tuple[str, bool]:
-    """Write ``path`` (.png or .pdf); returns (format, whether Chinese labels were drawn)."""
+    """Write ``path`` (.png or .pdf); returns (format, whether Chinese labels were drawn).
+
+    ``progress(done, total)``: QR codes drawn so far."""
     target = Path(path)
     suffix = target.suffix.lower()
     if suffix == ".pdf":
-        target.write_bytes(render_pdf(items, heading))
+        target.write_bytes(render_pdf(items, heading, progress))
         return "pdf", True
     if suffix == ".png":
-        data, chinese = render_png(items, heading, font_path=font_path)
+        data, chinese = render_png(items, heading, font_path=font_path, progress=progress)
         target.write_bytes(data)
         return "png", chinese
     raise ValueError("the sheet is written as .png or .pdf")
