@@ -62,7 +62,11 @@ async def _serve(settings: Settings, args: argparse.Namespace) -> None:
         await web.TCPSite(runner, args.host, args.port).start()
         log.info(
             "cinebot serving",
-            extra={"port": args.port, "event_loop": eventloop.name(asyncio.get_running_loop())},
+            extra={
+                "port": args.port,
+                "event_loop": eventloop.name(asyncio.get_running_loop()),
+                "redis": settings.redis_target,
+            },
         )
         print(
             f"cinebot 已启动：http://{args.host}:{args.port}\n"
@@ -93,7 +97,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
         runner = web.AppRunner(app)
         await runner.setup()
         loop_name = eventloop.name(asyncio.get_running_loop())
-        log.info("cinebot worker running", extra={"event_loop": loop_name})
+        log.info(
+            "cinebot worker running", extra={"event_loop": loop_name, "redis": settings.redis_target}
+        )
         try:
             await until_signal()
         finally:
