@@ -48,20 +48,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import glob
 import json
 import os
 import random
 import secrets
 import shutil
 import signal
-import socket
 import string
 import subprocess
 import sys
 import tempfile
 import re
-import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -69,14 +66,16 @@ from zoneinfo import ZoneInfo
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root
 
 import aiohttp  # noqa: E402
 import asyncpg  # noqa: E402
 import redis.asyncio as aioredis  # noqa: E402
 
+from bench._common import (  # noqa: E402
+    Postgres, Proc, as_postgres, find_pgbin, free_port, now, redis_command, redis_version, target,
+    wait_for_redis, wait_http, wait_log,
+)
 from bot.chat.channels import Channel, Inbound  # noqa: E402
 from bot.wechat.chatclient import WeChatSigner, next_msg_id, text_xml  # noqa: E402
 from bot.chat.dedup import JOURNAL_KEY  # noqa: E402
@@ -109,32 +108,7 @@ LATE_WAIT = 45.0  # how long a buyer waits for a late reply (outbox) after a 200
 PAY_TIMEOUT = 20.0
 
 
-def now() -> float:
-    return time.monotonic()
-
-
 # --------------------------------------------------------------------------- processes
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def find_pgbin() -> str | None:
-    candidates = sorted(
-        glob.glob("/usr/lib/postgresql/*/bin"),
-        key=lambda p: [int(x) if x.isdigit() else 0 for x in p.split("/")[-2].split(".")],
-        reverse=True,
-    )
-    initdb = shutil.which("initdb")
-    if initdb:
-        candidates.append(os.path.dirname(os.path.realpath(initdb)))
-    for d in candidates:
-        if all(os.access(os.path.join(d, b), os.X_OK) for b in ("initdb", "pg_ctl", "postgres")):
-            return d
-    return None
 
 
 def apt_install(*packages: str) -> None:
@@ -157,69 +131,6 @@ def apt_install(*packages: str) -> None:
             policy.unlink(missing_ok=True)
 
 
-class Proc:
-    """One child process, restartable with the same command, logging to its own files."""
-
-    def __init__(self, name: str, cmd: list[str], env: dict[str, str], workdir: str,
-                 port: int | None = None) -> None:
-        self.name = name
-        self.cmd = cmd
-        self.env = env
-        self.workdir = workdir
-        self.port = port
-        self.generation = 0
-        self.popen: subprocess.Popen[bytes] | None = None
-        self.logs: list[str] = []
-
-    def start(self) -> None:
-        self.generation += 1
-        path = os.path.join(self.workdir, f"{self.name}.{self.generation}.log")
-        self.logs.append(path)
-        with open(path, "wb") as out:
-            # A session of its own: a Ctrl+C in the terminal reaches only this script,
-            # which then stops the children itself.
-            self.popen = subprocess.Popen(
-                self.cmd, env=self.env, cwd=self.workdir, stdout=out, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, start_new_session=True,
-            )
-
-    @property
-    def pid(self) -> int | None:
-        return self.popen.pid if self.popen else None
-
-    def alive(self) -> bool:
-        return self.popen is not None and self.popen.poll() is None
-
-    def kill(self, sig: int = signal.SIGKILL) -> None:
-        if self.alive():
-            assert self.popen is not None
-            try:
-                self.popen.send_signal(sig)
-            except ProcessLookupError:
-                pass
-            if sig == signal.SIGKILL:
-                self.popen.wait()
-
-    def stop(self, grace: float = 10.0) -> None:
-        if not self.alive():
-            return
-        assert self.popen is not None
-        self.popen.send_signal(signal.SIGTERM)
-        try:
-            self.popen.wait(grace)
-        except subprocess.TimeoutExpired:
-            self.popen.kill()
-            self.popen.wait()
-
-    def tail(self, lines: int = 30) -> str:
-        if not self.logs:
-            return ""
-        try:
-            return "\n".join(Path(self.logs[-1]).read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
-
-
 class Stack:
     """PostgreSQL, Redis, the API stand-in, web processes and workers: started here,
     stopped on exit whatever happens."""
@@ -228,9 +139,7 @@ class Stack:
         self.workdir = tempfile.mkdtemp(prefix="cinebot-chaos-")
         os.chmod(self.workdir, 0o755)
         self.keep = keep
-        self.pg_ctl: list[str] | None = None
-        self.pg_data = ""
-        self.pg_pid: int | None = None
+        self.pg: Postgres | None = None
         self.pg_url = ""
         self.redis: Proc | None = None
         self.redis_port = 0
@@ -249,54 +158,18 @@ class Stack:
             pgbin = find_pgbin()
             if pgbin is None:
                 raise SystemExit("PostgreSQL binaries not found after install")
-        as_pg: list[str] = []
-        if os.geteuid() == 0:
-            if subprocess.run(["id", "-u", "postgres"], capture_output=True).returncode:
-                subprocess.run(
-                    ["useradd", "--system", "--user-group", "--no-create-home", "--home-dir",
-                     "/nonexistent", "--shell", "/usr/sbin/nologin", "postgres"], check=True)
-            as_pg = [shutil.which("runuser") or "runuser", "-u", "postgres", "--"]
-        data = os.path.join(self.workdir, "pgdata")
-        sock = os.path.join(self.workdir, "pgsock")
-        log = os.path.join(self.workdir, "postgres.log")
-        os.makedirs(data, mode=0o700)
-        os.makedirs(sock)
-        Path(log).touch()
-        if as_pg:
-            for path in (data, sock, log):
-                shutil.chown(path, "postgres")
-        init = subprocess.run(
-            [*as_pg, f"{pgbin}/initdb", "-D", data, "-U", "postgres", "--encoding=UTF8",
-             "--locale=C", "--auth-local=trust", "--auth-host=scram-sha-256"],
-            capture_output=True, text=True, cwd=self.workdir,
-        )
-        if init.returncode:
-            raise RuntimeError(f"initdb failed:\n{init.stdout}{init.stderr}")
-        port = free_port()
-        opts = (
-            f"-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={sock}"
-            " -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300"
-        )
-        self.pg_ctl = [*as_pg, f"{pgbin}/pg_ctl", "-D", data]
-        self.pg_data = data
-        started = subprocess.run(
-            [*self.pg_ctl, "-l", log, "-o", opts, "-w", "-t", "60", "start"],
-            capture_output=True, text=True, cwd=self.workdir,
-        )
-        if started.returncode:
-            raise RuntimeError(f"PostgreSQL did not start:\n{Path(log).read_text()[-2000:]}")
-        self.pg_pid = int(Path(data, "postmaster.pid").read_text().split()[0])
+        as_pg = as_postgres()
+        if as_pg is None:
+            raise SystemExit("running as root without runuser: PostgreSQL cannot be started")
+        self.pg = Postgres(pgbin, self.workdir, as_pg)
+        self.pg.start(max_connections=300)
         password = secrets.token_hex(12)
-        subprocess.run(
-            [*as_pg, f"{pgbin}/psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", sock, "-p",
-             str(port), "-U", "postgres", "-d", "postgres",
-             "-c", f"CREATE ROLE cinebot LOGIN PASSWORD '{password}'",
-             "-c", "CREATE DATABASE cinebot OWNER cinebot ENCODING 'UTF8' TEMPLATE template0"],
-            check=True, cwd=self.workdir, capture_output=True,
+        self.pg.psql(
+            f"CREATE ROLE cinebot LOGIN PASSWORD '{password}'",
+            "CREATE DATABASE cinebot OWNER cinebot ENCODING 'UTF8' TEMPLATE template0",
         )
-        self.pg_url = f"postgres://cinebot:{password}@127.0.0.1:{port}/cinebot"
-        version = subprocess.run([f"{pgbin}/postgres", "--version"], capture_output=True, text=True)
-        return f"{version.stdout.strip()} on 127.0.0.1:{port}"
+        self.pg_url = f"postgres://cinebot:{password}@127.0.0.1:{self.pg.port}/cinebot"
+        return f"{self.pg.version} on 127.0.0.1:{self.pg.port}"
 
     # Redis --------------------------------------------------------------------------------
     def start_redis(self) -> str:
@@ -310,30 +183,17 @@ class Stack:
         rdir = os.path.join(self.workdir, "redis")
         os.makedirs(rdir)
         self.redis = Proc(
-            "redis",
-            [binary, "--port", str(self.redis_port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "yes", "--appendfsync", "everysec", "--dir", rdir],
+            "redis", redis_command(binary, self.redis_port, rdir, appendonly=True),
             dict(os.environ), self.workdir,
         )
         self.redis_url = f"redis://127.0.0.1:{self.redis_port}/0"
         self.redis_up()
-        version = subprocess.run([binary, "--version"], capture_output=True, text=True).stdout
-        return f"{version.split(' sha=')[0].strip()} on 127.0.0.1:{self.redis_port}, appendonly"
+        return f"{redis_version(binary)} on 127.0.0.1:{self.redis_port}, appendonly"
 
     def redis_up(self) -> None:
         assert self.redis is not None
         self.redis.start()
-        import redis
-
-        for _ in range(200):
-            try:
-                redis.Redis.from_url(self.redis_url, socket_timeout=1).ping()
-                return
-            except (redis.ConnectionError, redis.TimeoutError):
-                if not self.redis.alive():
-                    break
-                time.sleep(0.05)
-        raise RuntimeError(f"redis-server did not start:\n{self.redis.tail()}")
+        wait_for_redis(self.redis_url, self.redis)
 
     def redis_down(self) -> None:
         """A clean stop: SIGTERM makes redis-server flush its AOF before it exits."""
@@ -392,46 +252,10 @@ class Stack:
             if self.redis.alive() and self.redis.popen is not None:
                 os.kill(self.redis.popen.pid, signal.SIGCONT)  # in case it was SIGSTOPped
             self.redis.stop()
-        if self.pg_ctl and os.path.exists(os.path.join(self.pg_data, "postmaster.pid")):
-            done = subprocess.run([*self.pg_ctl, "-m", "fast", "-w", "-t", "30", "stop"],
-                                  capture_output=True, cwd=self.workdir)
-            if done.returncode and self.pg_pid:
-                try:
-                    os.kill(self.pg_pid, signal.SIGKILL)
-                except OSError:
-                    pass
+        if self.pg is not None:
+            self.pg.stop()
         if not keep:
             shutil.rmtree(self.workdir, ignore_errors=True)
-
-
-async def wait_http(proc: Proc, session: aiohttp.ClientSession, path: str, timeout: float = 120) -> None:
-    deadline = now() + timeout
-    url = f"http://127.0.0.1:{proc.port}{path}"
-    while now() < deadline:
-        if not proc.alive():
-            raise RuntimeError(f"{proc.name} exited while starting:\n{proc.tail()}")
-        try:
-            async with session.get(url, timeout=aiohttp.ClientTimeout(total=2)) as resp:
-                if resp.status == 200:
-                    return
-        except (aiohttp.ClientError, asyncio.TimeoutError):
-            pass
-        await asyncio.sleep(0.2)
-    raise RuntimeError(f"{proc.name} did not become healthy in {timeout:.0f} s:\n{proc.tail()}")
-
-
-async def wait_log(proc: Proc, needle: str, timeout: float = 120) -> None:
-    deadline = now() + timeout
-    while now() < deadline:
-        if not proc.alive():
-            raise RuntimeError(f"{proc.name} exited while starting:\n{proc.tail()}")
-        try:
-            if needle in Path(proc.logs[-1]).read_text(errors="replace"):
-                return
-        except OSError:
-            pass
-        await asyncio.sleep(0.2)
-    raise RuntimeError(f"{proc.name} did not report ready in {timeout:.0f} s:\n{proc.tail()}")
 
 
 # --------------------------------------------------------------------------- traffic
@@ -1359,7 +1183,7 @@ def report(args: argparse.Namespace, stack: Stack, messages: list[Message], driv
                  f"{unauth_500} unauthenticated 500s"
                  + (f", {len(a.money_lost)} money lost, {len(a.double_charged)} double-charged, "
                     f"{len(a.free_tickets)} free tickets" if shop.outcomes else ""))
-    lines += [f"  {'PASS' if ok else 'FAIL'}  {name}" for name, ok in targets]
+    lines += [f"  {target(ok, name)}" for name, ok in targets]
     failed = not all(ok for _, ok in targets)
 
     def describe(m: Message, why: str = "") -> list[str]:

@@ -27,82 +27,22 @@ import argparse
 import asyncio
 import os
 import re
-import shutil
-import socket
-import subprocess
 import sys
-import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root
 
 import aiohttp  # noqa: E402
 
+from bench._common import DemoServer, paced, percentile, verdict  # noqa: E402
 from bot.wechat.chatclient import WeChatSigner, event_xml, next_msg_id, text_xml  # noqa: E402
 from bot.infra.settings import Settings  # noqa: E402
 
 TARGET_P99 = 5.0
 SEATS = [(r, c) for r in range(3, 14) for c in range(2, 24)]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    with socket.socket() as s:  # the stand-in listens on port + 1
-        try:
-            s.bind(("127.0.0.1", port + 1))
-        except OSError:
-            return _free_port()
-    return port
-
-
-class Server:
-    def __init__(self) -> None:
-        self.workdir = tempfile.mkdtemp(prefix="cinebot-loop-")
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.standin = f"http://127.0.0.1:{self.port + 1}"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    async def start(self, http: aiohttp.ClientSession) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CINEBOT_")}
-        env.update(CINEBOT_LOG_LEVEL="WARNING", CINEBOT_LOG_FORMAT="text")
-        self.log = open(Path(self.workdir) / "server.log", "wb")  # noqa: SIM115
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bot.cli", "serve", "--demo", "--port", str(self.port)],
-            cwd=self.workdir, env={**env, "PYTHONPATH": str(ROOT)}, stdout=self.log, stderr=self.log,
-        )
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError("server exited:\n" + self.tail())
-            try:
-                async with http.get(f"{self.url}/healthz") as resp:
-                    if resp.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.3)
-        raise RuntimeError("server did not become healthy:\n" + self.tail())
-
-    def tail(self) -> str:
-        path = Path(self.workdir) / "server.log"
-        return "\n".join(path.read_text(errors="replace").splitlines()[-30:]) if path.exists() else ""
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-        shutil.rmtree(self.workdir, ignore_errors=True)
 
 
 async def _exchange(
@@ -133,11 +73,6 @@ def _stamp(iso: str) -> float:
     return datetime.fromisoformat(iso).timestamp()
 
 
-def _pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
-
-
 async def _wait_for(
     http: aiohttp.ClientSession, standin: str, wanted: dict[str, float], match: Any, timeout: float
 ) -> dict[str, float]:
@@ -155,10 +90,9 @@ async def _wait_for(
 
 
 async def fault_reports(
-    http: aiohttp.ClientSession, server: Server, signer: WeChatSigner, n: int, rate: float
+    http: aiohttp.ClientSession, server: DemoServer, signer: WeChatSigner, n: int, rate: float
 ) -> tuple[dict[str, float], int]:
     sent: dict[str, float] = {}
-    tasks = []
 
     async def one(i: int) -> None:
         row, col = SEATS[i % len(SEATS)]
@@ -167,13 +101,7 @@ async def fault_reports(
         text = f"IMAX厅{seat}扶手断了"
         sent[seat] = await _post(http, signer, server.url, text_xml("gh_demo", openid, text, next_msg_id()))
 
-    started = time.monotonic()
-    for i in range(n):
-        delay = started + i / rate - time.monotonic()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(one(i)))
-    await asyncio.gather(*tasks)
+    await paced(n, rate, one)
     found = await _wait_for(
         http, server.standin, sent, lambda seat, text: seat in text or seat.replace("排", "-").replace("座", "") in text, 30
     )
@@ -181,7 +109,7 @@ async def fault_reports(
 
 
 async def ratings(
-    http: aiohttp.ClientSession, server: Server, signer: WeChatSigner, n: int, rate: float
+    http: aiohttp.ClientSession, server: DemoServer, signer: WeChatSigner, n: int, rate: float
 ) -> tuple[dict[str, float], int] | None:
     async with http.get(f"{server.url}/api/openapi.json") as resp:
         spec = await resp.json() if resp.status == 200 else {}
@@ -202,14 +130,7 @@ async def ratings(
         else:
             missing.append(reply[:60])
 
-    started = time.monotonic()
-    tasks = []
-    for i in range(n):
-        delay = started + i / rate - time.monotonic()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(one(i)))
-    await asyncio.gather(*tasks)
+    await paced(n, rate, one)
     found = await _wait_for(http, server.standin, sent, lambda ref, text: ref in text, 30)
     if missing:
         print(f"{len(missing)} ratings got no work-order number, e.g. {missing[0]!r}", file=sys.stderr)
@@ -218,11 +139,11 @@ async def ratings(
 
 def _line(name: str, found: dict[str, float], total: int) -> tuple[str, bool]:
     lat = list(found.values())
-    ok = len(found) == total and bool(lat) and _pct(lat, 0.99) <= TARGET_P99
+    ok = len(found) == total and bool(lat) and percentile(lat, 0.99) <= TARGET_P99
     text = (
-        f"{name:<28} {len(found):>4}/{total:<4} cards   p50 {_pct(lat, 0.5):6.2f} s   "
-        f"p99 {_pct(lat, 0.99):6.2f} s   max {max(lat, default=float('nan')):6.2f} s   "
-        f"{'PASS' if ok else 'FAIL'} (p99 ≤ {TARGET_P99:g} s, every report carded)"
+        f"{name:<28} {len(found):>4}/{total:<4} cards   p50 {percentile(lat, 0.5):6.2f} s   "
+        f"p99 {percentile(lat, 0.99):6.2f} s   max {max(lat, default=float('nan')):6.2f} s   "
+        f"{verdict(ok)} (p99 ≤ {TARGET_P99:g} s, every report carded)"
     )
     return text, ok
 
@@ -231,8 +152,7 @@ async def run(args: argparse.Namespace) -> int:
     signer = WeChatSigner(Settings())
     timeout = aiohttp.ClientTimeout(total=30)
     async with aiohttp.ClientSession(timeout=timeout) as http:
-        server = Server()
-        try:
+        with DemoServer(prefix="cinebot-loop-") as server:
             print("starting cinebot serve --demo …", file=sys.stderr)
             await server.start(http)
             # Warm up: the first message loads the intent model's caches and the tokenizer.
@@ -247,11 +167,6 @@ async def run(args: argparse.Namespace) -> int:
                     lines.append(("rating → manager card       skipped: no feedback API on this server", True))
                 else:
                     lines.append(_line("rating → manager card", *rated))
-        except Exception:
-            print(server.tail(), file=sys.stderr)
-            raise
-        finally:
-            server.stop()
     print()
     for text, _ in lines:
         print(text)

