@@ -3,7 +3,8 @@
 Replay reads readings as JSON lines (sorted by ts), runs the production
 :class:`~telemetry.evaluator.Evaluator` with the readings' timestamps as its clock and
 writes alert events as JSON lines. No database, no Redis, no messages: nothing but
-stdout (events) and stderr (progress, bad lines, a summary).
+stdout (events) and stderr (bad lines, a summary). Progress is shown by the caller (the
+CLI: :class:`bot.infra.progress.Progress`), which these functions report to when asked.
 """
 
 from __future__ import annotations
@@ -14,45 +15,13 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
-from typing import IO, Any
+from typing import IO
 
+from bot.infra.progress import Progress
 from telemetry.evaluator import Evaluator
 from telemetry.readings import Reading, ReadingError
 from telemetry.rules import RuleSet, RulesError
 from telemetry.simulate import FaultSpecError, FleetConfig, simulate
-
-
-class Progress:
-    """A one-line progress bar on stderr (only when stderr is a terminal)."""
-
-    def __init__(self, label: str, total: float | None, stream: IO[str] | None = None, force: bool = False) -> None:
-        self.stream = stream or sys.stderr
-        self.enabled = force or (hasattr(self.stream, "isatty") and self.stream.isatty())
-        self.label = label
-        self.total = total
-        self.started = time.perf_counter()
-        self._last = 0.0
-
-    def update(self, done: float, note: str = "") -> None:
-        if not self.enabled:
-            return
-        now = time.perf_counter()
-        if now - self._last < 0.2 and (self.total is None or done < self.total):
-            return
-        self._last = now
-        if self.total:
-            share = min(1.0, done / self.total)
-            filled = int(30 * share)
-            bar = f"[{'#' * filled}{'.' * (30 - filled)}] {share:4.0%}"
-        else:
-            bar = f"{done:,.0f}"
-        self.stream.write(f"\r{self.label} {bar} {note} {now - self.started:5.1f}s")
-        self.stream.flush()
-
-    def close(self) -> None:
-        if self.enabled:
-            self.stream.write("\n")
-            self.stream.flush()
 
 
 @dataclass
@@ -130,13 +99,13 @@ def _with_progress(
 
 def replay_file(
     path: str, rules_path: str | None, out: IO[str], errors: IO[str],
-    progress: Callable[[int | None], Any] | None = None,
+    progress: Callable[[int | None], Progress] | None = None,
 ) -> int:
     """The CLI command; exit status 0, or 2 when the input or the rules cannot be read.
 
-    ``progress``: given the input's size in bytes (None for stdin), returns the display to
-    report to (``update(done, note)``, ``close()``): bytes read, or readings for stdin.
-    Without it, this module's own bar (on a terminal only)."""
+    ``progress``: given the input's size in bytes (None for stdin), returns the progress
+    to report to: bytes read, or readings for stdin; closed when the replay is done.
+    Without it, no progress is shown."""
     try:
         rules = RuleSet.load(rules_path) if rules_path else RuleSet()
     except RulesError as exc:
@@ -149,12 +118,8 @@ def replay_file(
         return 2
     try:
         size = os.fstat(fh.fileno()).st_size if path != "-" else 0
-        if progress is not None:
-            shown = progress(size or None)
-            report = replay(fh, out, rules, errors, shown, (lambda: _tell(fh)) if size else None)
-        else:
-            bar = Progress("回放中", size or None, errors)
-            report = replay(fh, out, rules, errors, bar if size else None, lambda: _tell(fh))
+        shown = progress(size or None) if progress is not None else None
+        report = replay(fh, out, rules, errors, shown, (lambda: _tell(fh)) if size else None)
     except BrokenPipeError:
         # The reader went away (`| head`): stop quietly, like other Unix tools.
         if out is sys.stdout:
@@ -188,10 +153,10 @@ def simulate_to_files(
     faults: str = "random:0.3",
     errors: IO[str] | None = None,
     config: FleetConfig | None = None,
-    progress: Callable[[int], Any] | None = None,
+    progress: Callable[[int], Progress] | None = None,
 ) -> int:
-    """``progress``: given the number of readings to write, returns the display to report to
-    (``update(done)``, ``close()``); without it, this module's own bar (on a terminal only)."""
+    """``progress``: given the number of readings to write, returns the progress to report
+    to, closed once they are written; without it, no progress is shown."""
     errors = errors or sys.stderr
     cfg = replace(
         config or FleetConfig(), devices=devices, days=days, interval_s=interval_s, seed=seed, faults=faults
@@ -203,12 +168,12 @@ def simulate_to_files(
         errors.write(f"模拟参数有误 / bad simulation parameters: {exc}\n")
         return 2
     total = fleet.readings_count
-    bar = progress(total) if progress is not None else Progress("写出读数", total, errors)
+    bar = progress(total) if progress is not None else None
     try:
         with open(out_path, "w", encoding="utf-8") as out:
-            written = fleet.write(out, progress=lambda n: bar.update(n))
-        bar.update(total)
-        bar.close()
+            written = fleet.write(out, progress=bar.update if bar is not None else None)
+        if bar is not None:
+            bar.close()
         if truth_path:
             with open(truth_path, "w", encoding="utf-8") as out:
                 fleet.write_truth(out)

@@ -50,7 +50,7 @@ def test_an_independent_second_set_in_other_voices_is_understood(model: IntentCl
     train_texts = {e.text for e in load_examples()}
     assert not train_texts & {r["text"] for r in rows}, "the second set must never be trained on"
     engine = NluEngine(model, FakeClock())
-    report = evaluate_rows(engine, rows, FakeClock().now(), progress=False)
+    report = evaluate_rows(engine, rows, FakeClock().now())
     assert report.accuracy >= 0.90, report.render()
     assert report.slot_accuracy >= 0.90, report.render()
 

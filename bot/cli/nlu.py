@@ -67,7 +67,7 @@ def cmd_nlu(args: argparse.Namespace) -> int:
         print(f"读不了评估文件：{exc}", file=sys.stderr)
         return 2
     with Progress("评估", len(rows)) as bar:
-        report = evaluate_rows(engine, rows, now, progress=False,
+        report = evaluate_rows(engine, rows, now,
                                on_progress=lambda done, _total: bar.update(done))
     print(report.render())
     return 0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -113,10 +112,11 @@ class EvalReport:
 
 
 def evaluate_rows(
-    engine: NluEngine, rows: list[dict[str, Any]], now: datetime, progress: bool = True,
+    engine: NluEngine, rows: list[dict[str, Any]], now: datetime,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> EvalReport:
-    """``on_progress(done, total)`` after each row; when given, instead of the ``progress`` bar."""
+    """``on_progress(done, total)`` after each row, for the caller to show (the CLI: with
+    :class:`bot.infra.progress.Progress`); evaluating writes nothing itself."""
     report = EvalReport()
     for i, row in enumerate(rows, start=1):
         result = engine.parse(
@@ -131,17 +131,7 @@ def evaluate_rows(
                 report.slot_misses.append((row["text"], row["slots"], result["slots"]))
         if on_progress is not None:
             on_progress(i, len(rows))
-        elif progress and (i % 50 == 0 or i == len(rows)):
-            _progress(i, len(rows))
     return report
-
-
-def _progress(done: int, total: int, width: int = 30) -> None:
-    filled = int(width * done / total) if total else width
-    sys.stderr.write(f"\r评估中 [{'#' * filled}{'.' * (width - filled)}] {done}/{total}")
-    if done == total:
-        sys.stderr.write("\n")
-    sys.stderr.flush()
 
 
 def by_intent(rows: Iterable[dict[str, Any]]) -> dict[str, int]:
