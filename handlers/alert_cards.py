@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 from tortoise.backends.base.client import BaseDBAsyncClient
 
 from bot.chat.channels import Channel, Inbound
-from bot.infra.clock import Clock
+from bot.infra.clock import Clock, local_time_text
 from bot.chat.replies import Button, Reply
 from bot.chat.router import Actor, Router
 from bot.infra.strict import parse_ascii_int
@@ -135,7 +135,7 @@ async def card(
     quiet = [s for s in [await alerts.active_silence(order.cinema_id, r.device_id, r.rule, now)
                          for r in records[:1]] if s is not None]
     if quiet:
-        status += f" · 🔕至{_hhmm(quiet[0].ends_at)}"
+        status += f" · 🔕至{local_time_text(quiet[0].ends_at, now)}"
     rows.append(("状态", status))
     show = await alerts.show_soon(order.cinema_id, order.hall, now, conn)
     if show is not None:
@@ -230,8 +230,9 @@ async def alert_clicked(
         return Reply.say(exc.message, Button("我的任务"))
     desk.wake()
     if until is not None:
+        devices = "、".join(await _devices(order))
         return Reply.say(
-            f"🔕 已静默 {'、'.join(await _devices(order))} 至 {_hhmm(until)}（2小时，{CARD_REASON}）：\n"
+            f"🔕 已静默 {devices} 至 {local_time_text(until, now)}（2小时，{CARD_REASON}）：\n"
             "期间告警只记录不通知；到时仍在告警会再通知你。"
         )
     if action == "start":
@@ -298,9 +299,7 @@ async def silence_typed(
         return Reply.say(f"本影城没有「{hall}」的放映机。例如「3号厅维护中2小时」。")
     now = clock.now()
     until = await alerts.silence(actor.cinema_id, devices, _who(actor), now, duration, TEXT_REASON)
-    local = until.astimezone(SHANGHAI)
-    day = "" if local.date() == now.astimezone(SHANGHAI).date() else f"{local.month}月{local.day}日 "
     return Reply.say(
-        f"🔕 {hall}放映机已静默至 {day}{local:%H:%M}（{TEXT_REASON}）：\n"
+        f"🔕 {hall}放映机已静默至 {local_time_text(until, now)}（{TEXT_REASON}）：\n"
         "期间告警只记录不通知；到时仍在告警会再通知你。"
     )

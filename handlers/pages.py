@@ -10,11 +10,11 @@ from __future__ import annotations
 import io
 import logging
 from html import escape
-from zoneinfo import ZoneInfo
 
 import segno
 from aiohttp import web
 
+from bot.infra.clock import local_date_time_text
 from bot.infra.tokens import BadToken
 from domain.orders import ORDER_STATE_LABELS, Order, OrderState, Ticket, TicketState
 from domain.pricing import format_fen
@@ -23,7 +23,6 @@ from handlers.api.context import API
 from handlers.style import STYLE
 
 log = logging.getLogger(__name__)
-SHANGHAI = ZoneInfo("Asia/Shanghai")
 SECRET = r"{secret:[a-z0-9]{16,40}}"
 
 
@@ -35,11 +34,6 @@ def _page(title: str, body: str, status: int = 200) -> web.Response:
         f"<body><main>{body}</main></body></html>"
     )
     return web.Response(text=html, content_type="text/html", status=status)
-
-
-def _local(dt) -> str:  # type: ignore[no-untyped-def]
-    local = dt.astimezone(SHANGHAI)
-    return f"{local.month}月{local.day}日 {local:%H:%M}"
 
 
 async def ticket_qr(request: web.Request) -> web.Response:
@@ -86,7 +80,8 @@ async def ticket_page(request: web.Request) -> web.Response:
         )
     body = (
         f'<div class="card"><h1>《{escape(show.film.title)}》</h1>'
-        f"<div>{_local(show.starts_at)} · {escape(show.hall.name)} · {escape(show.format)}</div>"
+        f"<div>{local_date_time_text(show.starts_at)} · {escape(show.hall.name)} · "
+        f"{escape(show.format)}</div>"
         f'<div class="muted">订单 {order.no} · {ORDER_STATE_LABELS[order.state]}</div></div>'
         + "".join(cards)
         + '<p class="muted">开场前60分钟起凭二维码入场；一码一人，请勿转发截图给他人。</p>'
@@ -126,7 +121,7 @@ async def pay_page(request: web.Request) -> web.Response:
     now = ctx.clock.now()
     head = (
         f'<div class="card"><h1>《{escape(show.film.title)}》</h1>'
-        f"<div>{_local(show.starts_at)} · {escape(show.hall.name)}</div>"
+        f"<div>{local_date_time_text(show.starts_at)} · {escape(show.hall.name)}</div>"
         f"<div>{escape(seat_names(order.seats))}</div>"
         f'<div class="amount">{format_fen(order.amount_fen)}</div>'
         f'<div class="muted">订单 {order.no}</div></div>'

@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from bot.chat.channels import Channel, Inbound
-from bot.infra.clock import SHANGHAI, Clock
+from bot.infra.clock import Clock, local_time_text
 from bot.chat.replies import Reply
 from bot.chat.router import Actor, Router, Update
 from bot.infra.strict import is_ascii_digits
@@ -103,10 +103,10 @@ def _num(value: Any, unit: str, digits: int = 1) -> str:
     return f"{value:.{digits}f}{unit}"
 
 
-def _at(iso: str | None) -> str:
+def _at(iso: str | None, now: datetime) -> str:
     if not iso:
         return "—"
-    return datetime.fromisoformat(iso).astimezone(SHANGHAI).strftime("%m-%d %H:%M")
+    return local_time_text(datetime.fromisoformat(iso), now)
 
 
 def _line(p: ProjectorHealth, default_red: float) -> str:
@@ -115,14 +115,14 @@ def _line(p: ProjectorHealth, default_red: float) -> str:
     return f"亮度红线 {red:g}%（{where}）"
 
 
-def _detail(p: ProjectorHealth, default_red: float) -> str:
+def _detail(p: ProjectorHealth, default_red: float, now: datetime) -> str:
     icon = GRADE_ICON.get(p.grade, "")
     lines = [f"📽 {p.hall}放映机（{p.device_id}{' · ' + p.model if p.model else ''}）"]
     h = p.health or {}
     if p.score is None:
         lines.append(f"{icon} 健康：{NO_DATA}（{'；'.join(p.reasons)}）")
         if h.get("last_seen"):
-            lines.append(f"最后一次数据：{_at(h.get('last_seen'))}")
+            lines.append(f"最后一次数据：{_at(h.get('last_seen'), now)}")
     else:
         lines.append(f"{icon} 健康 {p.score} 分 · {p.grade}（安全 {h.get('safety')} · 画质 {h.get('quality')}）")
     if h and p.fresh:
@@ -151,7 +151,7 @@ def _detail(p: ProjectorHealth, default_red: float) -> str:
     if p.score is not None and p.reasons:
         lines.append("扣分原因：" + "；".join(p.reasons))
     if p.at is not None and p.fresh:
-        lines.append(f"更新于 {_at(p.at.isoformat())}")
+        lines.append(f"更新于 {local_time_text(p.at, now)}")
     return "\n".join(lines)
 
 
@@ -192,7 +192,8 @@ async def projector_status(
         return none
     default_red = _default_red(telemetry_rules)
     if hall or len(rows) == 1:
-        return Reply.say("\n\n".join(_detail(p, default_red) for p in rows))
+        now = clock.now()
+        return Reply.say("\n\n".join(_detail(p, default_red, now) for p in rows))
     worst = sorted(rows, key=lambda p: (p.score is not None, p.score or 0))
     lines = [f"📽 放映机状态（{len(rows)} 台）"] + [_summary(p) for p in rows]
     if worst[0].score is None or worst[0].score < 80:

@@ -18,7 +18,7 @@ import re
 from typing import Any
 
 from bot.chat.channels import Channel, Inbound
-from bot.infra.clock import Clock
+from bot.infra.clock import Clock, local_time_text
 from bot.chat.dialog import Ask, Dialog, Form
 from bot.chat.replies import Button, Reply
 from bot.chat.router import Actor, Router, Update
@@ -435,7 +435,7 @@ async def _detail(order: WorkOrder, actor: Actor, clock: Clock) -> Reply:
         lines.append(f"照片：{len(order.photos)}张")
     events = await WorkOrderEvent.filter(work_order_id=order.id).order_by("-id").limit(5)
     for e in reversed(events):
-        when = e.at.astimezone(now.tzinfo).strftime("%H:%M") if e.at else ""
+        when = local_time_text(e.at, now) if e.at else ""
         note = f"：{e.detail['note']}" if e.detail.get("note") else ""
         lines.append(f"· {when} {e.actor} {e.action}{note}")
     buttons = []

@@ -8,9 +8,8 @@ order and event however often a notify is replayed.
 from __future__ import annotations
 
 from typing import Any
-from zoneinfo import ZoneInfo
 
-from bot.infra.clock import Clock
+from bot.infra.clock import Clock, local_date_time_text
 from tortoise.backends.base.client import BaseDBAsyncClient
 
 from domain.catalog import Showtime
@@ -19,7 +18,6 @@ from domain.outbox import enqueue
 from domain.pricing import format_fen
 from domain.ticketing import seat_names
 
-SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 REASONS = {
     "seats_gone": "座位保留已超时，原座位已被他人购买，且没有同样好的空座",
@@ -37,8 +35,8 @@ def ticket_url(public_url: str, secret: str) -> str:
 
 
 def show_line(showtime: Showtime) -> str:
-    start = showtime.starts_at.astimezone(SHANGHAI)
-    return f"《{showtime.film.title}》{start.month}月{start.day}日 {start:%H:%M} {showtime.hall.name}"
+    when = local_date_time_text(showtime.starts_at)
+    return f"《{showtime.film.title}》{when} {showtime.hall.name}"
 
 
 class TicketMessages:

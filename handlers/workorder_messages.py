@@ -22,11 +22,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
-from zoneinfo import ZoneInfo
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 
-from bot.infra.clock import Clock
+from bot.infra.clock import Clock, local_time_text
 from bot.infra.strict import parse_ascii_int
 from bot.wechat.api import CARD_MAX_ROWS, button_card
 from domain.cinemas import Cinema
@@ -42,8 +41,6 @@ from domain.workorders import (
     managers,
     sla,
 )
-
-SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 # What a card offers in each state: (key action, label, style).
 BUTTONS = {"ack": ("接单", 1), "fwd": ("转派", 2), "done": ("完成", 1)}
@@ -97,13 +94,6 @@ def reporter_text(order: WorkOrder) -> str:
     return order.reporter_name or order.reporter
 
 
-def _hhmm(dt: datetime, now: datetime) -> str:
-    local, today = dt.astimezone(SHANGHAI), now.astimezone(SHANGHAI).date()
-    if local.date() == today:
-        return f"{local:%H:%M}"
-    return f"{local.month}月{local.day}日 {local:%H:%M}"
-
-
 async def deadline_text(
     order: WorkOrder, now: datetime, using: BaseDBAsyncClient | None = None,
     cinema: Cinema | None = None,
@@ -119,8 +109,8 @@ async def deadline_text(
     if clock.due_at is None:
         return "—"
     if clock.breached:
-        return f"⚠️ 已超时（应{_hhmm(clock.due_at, now)}前{verb}）"
-    return f"{_hhmm(clock.due_at, now)}前{verb}"
+        return f"⚠️ 已超时（应{local_time_text(clock.due_at, now)}前{verb}）"
+    return f"{local_time_text(clock.due_at, now)}前{verb}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,7 +25,6 @@ import pytest
 import bot.cli
 import domain
 from bot.cli import main
-from bot.cli.common import cinema_time
 from bot.infra.progress import BYTES, Progress
 from bot.infra.storage import open_database
 from domain.outbox import enqueue
@@ -234,15 +233,7 @@ def test_bad_simulation_parameters_leave_only_the_message(tmp_path: Path) -> Non
 
 # --- times --------------------------------------------------------------------------------------
 
-def test_times_read_as_in_the_chat() -> None:
-    now = datetime(2026, 11, 21, 2, 30, tzinfo=UTC)  # 10:30 on the 21st in Shanghai
-    made = datetime(2026, 11, 21, 2, 5, 9, tzinfo=UTC)
-    assert cinema_time(made, now) == "10:05"
-    assert cinema_time(made, now, seconds=True) == "10:05:09"
-    assert cinema_time(datetime(2026, 11, 20, 17, 0, tzinfo=UTC), now) == "01:00"  # the 21st there
-    assert cinema_time(datetime(2026, 11, 20, 15, 59, tzinfo=UTC), now) == "11月20日 23:59"
-    assert cinema_time(datetime(2026, 11, 20, 15, 59), now) == "11月20日 23:59"  # naive: UTC
-
+# (The time format itself: tests/test_clock.py.)
 
 def test_outbox_list_shows_when_each_message_was_made_in_shanghai_time(
     database_url: str, redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

@@ -1,5 +1,6 @@
-"""Helpers every command uses: settings from the environment, waiting for a signal, times
-as the cinema reads them, columns that line up with Chinese text."""
+"""Helpers every command uses: settings from the environment, waiting for a signal, columns
+that line up with Chinese text. (Times as the cinema reads them: bot.infra.clock's
+local_time_text, shared with the chat.)"""
 
 from __future__ import annotations
 
@@ -7,9 +8,7 @@ import asyncio
 import signal
 import sys
 import unicodedata
-from datetime import UTC, datetime
 
-from bot.infra.clock import SHANGHAI
 from bot.infra.settings import Settings, SettingsError
 
 
@@ -27,18 +26,6 @@ async def until_signal() -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
-
-
-def cinema_time(moment: datetime, now: datetime, seconds: bool = False) -> str:
-    """A time as the chat shows it: Shanghai time, ``HH:MM`` when it is today there, else
-    ``M月D日 HH:MM`` — never UTC. ``seconds``: ``HH:MM:SS`` (for logs-like listings)."""
-    if moment.tzinfo is None:  # stored times are UTC
-        moment = moment.replace(tzinfo=UTC)
-    local = moment.astimezone(SHANGHAI)
-    clock = f"{local:%H:%M:%S}" if seconds else f"{local:%H:%M}"
-    if local.date() == now.astimezone(SHANGHAI).date():
-        return clock
-    return f"{local.month}月{local.day}日 {clock}"
 
 
 def pad(text: str, width: int) -> str:

@@ -7,8 +7,8 @@ import asyncio
 import sys
 
 import domain
-from bot.cli.common import cinema_time, load_settings, pad
-from bot.infra.clock import SystemClock
+from bot.cli.common import load_settings, pad
+from bot.infra.clock import SystemClock, local_time_text
 from bot.infra.logs import short_openid
 from bot.infra.storage import open_database
 
@@ -37,7 +37,7 @@ def cmd_outbox(args: argparse.Namespace) -> int:
             now = SystemClock().now()
             for m in rows:
                 error = f"  {m.last_error[:60]}" if m.last_error else ""
-                created = cinema_time(m.created_at, now, seconds=True)  # Shanghai, as in the chat
+                created = local_time_text(m.created_at, now, seconds=True)  # as in the chat
                 print(
                     f"#{m.id:<6}{m.status:<8}{m.channel:<7}{short_openid(m.recipient):<16}"
                     f"尝试{m.attempts}次  {pad(created, 17)}{error}".rstrip()

@@ -8,8 +8,8 @@ import sys
 from datetime import UTC, datetime
 
 import domain
-from bot.cli.common import cinema_time, load_settings, pad
-from bot.infra.clock import SystemClock
+from bot.cli.common import load_settings, pad
+from bot.infra.clock import SystemClock, local_time_text
 from bot.infra.storage import open_database
 
 ROSTER_TEAMS = ("floor", "engineering", "management")
@@ -101,7 +101,7 @@ def cmd_roster(args: argparse.Namespace) -> int:
             (s for s in await roster(cinema.id, now, now + timedelta(seconds=1)) if s.staff.active),
             key=lambda s: (s.starts_at, s.staff.userid),
         )
-        print(f"{cinema.name} · 现在（{cinema_time(now, now)}）在岗：")
+        print(f"{cinema.name} · 现在（{local_time_text(now, now)}）在岗：")
         for team in ROSTER_TEAMS:
             until: dict[str, tuple[Staff, datetime]] = {}
             for s in shifts:

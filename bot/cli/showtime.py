@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 from aiohttp import web
 
 import domain
-from bot.cli.common import cinema_time, load_settings, pad
-from bot.infra.clock import SystemClock
+from bot.cli.common import load_settings, pad
+from bot.infra.clock import SystemClock, local_time_text
 from bot.infra.logs import configure_logging
 from bot.infra.storage import open_database
 
@@ -40,7 +40,7 @@ def cmd_showtime(args: argparse.Namespace) -> int:
             for s in shows:
                 sold = await Order.filter(showtime_id=s.id, state__in=list(SOLD_STATES)).count()
                 flag = "  已取消" if s.cancelled_at else ""
-                print(f"{s.id:>6}  {cinema_time(s.starts_at, now)}  {pad(s.hall.name, 8)}"
+                print(f"{s.id:>6}  {local_time_text(s.starts_at, now)}  {pad(s.hall.name, 8)}"
                       f"《{s.film.title}》  {sold} 笔订单{flag}")
             if not shows:
                 print(f"{day} 没有场次。")

@@ -10,7 +10,8 @@ import time
 from datetime import UTC, datetime
 
 import domain
-from bot.cli.common import cinema_time, load_settings
+from bot.cli.common import load_settings
+from bot.infra.clock import local_time_text
 from bot.infra.progress import BYTES, Progress
 from bot.infra.storage import open_database
 
@@ -99,7 +100,7 @@ class _StreamStats:
         """For the bar, which shows the count sent itself: what the server made of them, and
         the simulated clock (Shanghai time, as in the chat)."""
         now = datetime.now(UTC)
-        at = cinema_time(datetime.fromtimestamp(sim_t, UTC), now)
+        at = local_time_text(datetime.fromtimestamp(sim_t, UTC), now)
         errors = f" · 错误 {self.errors:,}" if self.errors else ""
         return f"已接受 {self.accepted:,}{errors} · 模拟时间 {at}"
 

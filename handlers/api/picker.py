@@ -15,12 +15,12 @@ from urllib.parse import quote
 
 from aiohttp import web
 
+from bot.infra.clock import local_date_time_text
 from bot.infra.strict import parse_ascii_int
 from domain.catalog import Showtime
 from handlers.api.auth import page_token, session_from_token
 from handlers.api.context import ApiContext
 from handlers.api.http import Problem
-from handlers.api.serialise import SHANGHAI
 from handlers.style import STYLE
 
 PICKER_STYLE = """
@@ -166,11 +166,10 @@ async def picker_page(request: web.Request) -> web.Response:
         show = await Showtime.get_or_none(id=showtime_id).prefetch_related("film", "hall")
     if show is None:
         return _sorry("没有这一场", "这一场不存在，请回到聊天重新选择场次。", 404)
-    start = show.starts_at.astimezone(SHANGHAI)
     body = (
         f'<div id="app" data-token="{escape(token)}" data-showtime="{show.id}">'
         f'<div class="card"><h1>《{escape(show.film.title)}》</h1>'
-        f"<div>{start.month}月{start.day}日 {start:%H:%M} · {escape(show.hall.name)} · "
+        f"<div>{local_date_time_text(show.starts_at)} · {escape(show.hall.name)} · "
         f"{escape(show.format)}</div></div>"
         '<div class="card" id="hold" style="display:none">您已锁定 <b id="holdseats"></b>，'
         '保留剩余 <b id="left"></b>，超时自动释放。<a id="paylink" href="#">去支付 ›</a></div>'
