@@ -21,7 +21,7 @@ from bot.infra.settings import Settings, SettingsError
 from bot.infra.strict import parse_ascii_int
 from domain.people import Member
 from tests.support import nonce, read_metric, wx_signature
-from tests.test_api import api, call, login, standin  # noqa: F401  (fixtures)
+from tests.test_api import call, login
 
 ACCOUNT = "gh_cinebotdemo"
 CORP = "ww5c1ne6b0tdem0001"
