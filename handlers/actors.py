@@ -9,8 +9,8 @@ from collections import OrderedDict
 
 from bot.chat.channels import Channel, Inbound
 from bot.infra.clock import Clock
+from bot.infra.groupcommit import GroupCommit
 from bot.chat.router import AUDIENCE, UNKNOWN, Actor
-from domain.groupcommit import GroupCommit
 from domain.people import Member, find_staff, touch_members
 
 log = logging.getLogger(__name__)

@@ -1,5 +1,5 @@
-"""Group commit: concurrent writes share one statement, every caller still learns its own
-outcome, and nothing is acknowledged before it is written."""
+"""Group commit: concurrent writes share one statement (or one Redis pipeline), every caller
+still learns its own outcome, and nothing is acknowledged before it is written."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pytest
 from tortoise.exceptions import IntegrityError
 
 import domain
+from bot.infra.groupcommit import GroupCommit
 from bot.infra.storage import open_database
-from domain.groupcommit import GroupCommit
 from domain.outbox import OutboundMessage, Outgoing, insert_many
 from domain.people import Member, member_phones, touch_member, touch_members
 from handlers.reference import ReferenceData
@@ -77,6 +77,114 @@ async def test_a_failed_flush_fails_every_caller_of_its_batch_and_not_the_next()
     outcomes = await asyncio.gather(group.add(1), group.add(2), return_exceptions=True)
     assert all(isinstance(o, RuntimeError) for o in outcomes)
     assert await group.add(3) == 3
+
+
+async def test_at_most_max_inflight_flushes_run_and_what_waits_goes_when_one_returns() -> None:
+    batches: list[list[int]] = []
+    running = 0
+    most = 0
+    release = asyncio.Event()
+
+    async def flush(items: list[int]) -> list[int]:
+        nonlocal running, most
+        batches.append(list(items))
+        running += 1
+        most = max(most, running)
+        await release.wait()
+        running -= 1
+        return items
+
+    group: GroupCommit[int, int] = GroupCommit(flush, max_inflight=2)  # delay 0: one loop turn
+    first = group.submit(1)
+    await asyncio.sleep(0.01)
+    second = group.submit(2)
+    await asyncio.sleep(0.01)
+    rest = [group.submit(i) for i in range(3, 8)]
+    await asyncio.sleep(0.01)
+    assert batches == [[1], [2]] and group.inflight == 2  # 3..7 wait for one to return
+    release.set()
+    assert await asyncio.gather(first, second, *rest) == list(range(1, 8))
+    assert batches == [[1], [2], [3, 4, 5, 6, 7]] and most == 2
+
+
+async def test_an_urgent_item_does_not_wait_for_the_flushes_in_flight_when_allowed() -> None:
+    batches: list[list[str]] = []
+    release = asyncio.Event()
+
+    async def flush(items: list[str]) -> list[str]:
+        batches.append(list(items))
+        await release.wait()
+        return items
+
+    for allowed in (False, True):
+        batches.clear()
+        release.clear()
+        group: GroupCommit[str, str] = GroupCommit(flush, allow_urgent=allowed)
+        first = group.submit("a")
+        await asyncio.sleep(0.01)
+        waiting = group.submit("b")
+        urgent = group.submit("c", urgent=True)
+        await asyncio.sleep(0.01)
+        # Allowed, it goes at once and takes what waited before it along, in order.
+        assert batches == ([["a"], ["b", "c"]] if allowed else [["a"]])
+        release.set()
+        assert await asyncio.gather(first, waiting, urgent) == ["a", "b", "c"]
+
+
+async def test_an_exception_as_a_result_fails_only_its_caller() -> None:
+    async def flush(items: list[int]) -> list[int | BaseException]:
+        return [ValueError(i) if i % 2 else i for i in items]
+
+    group: GroupCommit[int, int] = GroupCommit(flush)
+    outcomes = await asyncio.gather(*(group.add(i) for i in range(4)), return_exceptions=True)
+    assert outcomes[0::2] == [0, 2]
+    assert all(isinstance(o, ValueError) for o in outcomes[1::2])
+
+
+async def test_a_flush_with_too_few_results_fails_its_callers() -> None:
+    async def flush(items: list[int]) -> list[int]:
+        return items[1:]
+
+    group: GroupCommit[int, int] = GroupCommit(flush)
+    outcomes = await asyncio.gather(group.add(1), group.add(2), return_exceptions=True)
+    assert all(isinstance(o, RuntimeError) for o in outcomes)
+
+
+async def test_closing_fails_what_waits_lets_the_flush_in_flight_finish_and_refuses_more() -> None:
+    release = asyncio.Event()
+
+    async def flush(items: list[int]) -> list[int]:
+        await release.wait()
+        return items
+
+    group: GroupCommit[int, int] = GroupCommit(flush)
+    first = group.submit(1)
+    await asyncio.sleep(0.01)
+    waiting = group.submit(2)
+    closing = asyncio.ensure_future(group.aclose(ConnectionError("closed")))
+    await asyncio.sleep(0.01)
+    assert not closing.done()  # it waits for the flush in flight
+    release.set()
+    await closing
+    assert await first == 1
+    with pytest.raises(ConnectionError):
+        await waiting
+    with pytest.raises(ConnectionError):
+        await group.add(3)
+
+
+async def test_drain_writes_what_is_gathered_and_waits_for_it() -> None:
+    written: list[int] = []
+
+    async def flush(items: list[int]) -> list[None]:
+        await asyncio.sleep(0.01)
+        written.extend(items)
+        return [None] * len(items)
+
+    group: GroupCommit[int, None] = GroupCommit(flush, max_items=3, delay_s=10.0)
+    futures = [group.submit(i) for i in range(7)]
+    await group.drain()
+    assert written == list(range(7)) and all(f.done() for f in futures)
 
 
 async def test_batches_are_capped_at_max_items() -> None:
