@@ -1,7 +1,7 @@
 """Throughput and latency of ``POST /wechat/callback`` in safe (AES) mode, on one server process.
 
     .venv/bin/python bench/callback.py [--messages 5000] [--concurrency 64] [--warmup 500]
-                                       [--rounds 5] [--batcher both|wire|pipeline]
+                                       [--rounds 5] [--batcher-from FILE]
 
 Two servers are measured one after the other, each in a child process of its own
 (``--serve``, started by this script) so that the load generator in this process
@@ -21,14 +21,17 @@ baseline
     sha1 signature + constant-time compare, WeChatCrypto decrypt, and an
     encrypted echo reply. No Redis, no database, no routing.
 
-``--batcher`` picks the path of the pipeline's Redis batches (the one
-``bot.infra.redisbatch.CommandBatcher`` of the app: dedup claims, dialog state,
-转人工): ``wire``, the hand-written RESP connection on hiredis; ``pipeline``,
-redis-py's own pipeline under the same batching (group commit, ``max_inflight``,
-``urgent``); ``both`` (the default) runs the pipeline twice, one server each way,
-reported as ``wire`` and ``redis-py``, measured back to back in every round, with the
-median of the rounds' wire/redis-py ratios (throughput, p50, p99, CPU per message).
-``--only pipeline --batcher both`` leaves the baseline out.
+``--batcher-from FILE`` measures another Redis batcher side by side with the app's
+(``bot.infra.redisbatch.CommandBatcher``: dedup claims, dialog state, 转人工, seat
+scripts): FILE is a module defining ``CommandBatcher`` — an earlier version from
+the history, say — that replaces ``bot.infra.redisbatch`` in a second pipeline
+server, reported as ``alt``, measured back to back with ``pipeline`` every round,
+with the median of the rounds' alt/pipeline ratios (throughput, p50, p99, CPU per
+message). ``--only pipeline`` leaves the baseline out. The hand-written RESP client
+the project had until issue 21 was weighed this way::
+
+    git show 4da59c6:bot/infra/redisbatch.py > /tmp/wire.py
+    .venv/bin/python bench/callback.py --only pipeline --batcher-from /tmp/wire.py
 
 Every message has a unique MsgId and comes from one of ``--users`` openids
 (fresh ones for the measured run, so it sees first contacts too, but mostly
@@ -89,7 +92,6 @@ from bot.infra.settings import Settings  # noqa: E402
 TARGET_RATE = 1000.0  # msg/s
 TARGET_P99_MS = 50.0
 TARGET_RATIO = 0.5
-BATCHER_LABELS = {"wire": "wire", "pipeline": "redis-py"}
 
 # What the audience says, and a piece of what the bot must answer. The showtime
 # answers depend on the time of day ("…的场次：" or "…已经没有可看的场次了"), so
@@ -206,18 +208,31 @@ class _Profiler:
         return written
 
 
-async def _serve(kind: str, profile: str, batcher: str) -> None:
+def _use_batcher_from(path: str) -> None:
+    """Make the module at ``path`` this process's ``bot.infra.redisbatch`` (before the app
+    is imported, so every user of the batcher gets its ``CommandBatcher``)."""
+    import importlib.util
+
+    import bot.infra
+
+    spec = importlib.util.spec_from_file_location("bot.infra.redisbatch", path)
+    if spec is None or spec.loader is None:
+        raise SystemExit(f"--batcher-from {path}: not a Python module")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bot.infra.redisbatch"] = module
+    spec.loader.exec_module(module)
+    bot.infra.redisbatch = module  # type: ignore[attr-defined]
+
+
+async def _serve(kind: str, profile: str, batcher_from: str | None) -> None:
     from bot.infra.logs import configure_logging
 
     settings = Settings.from_env(env_file=None)
     configure_logging(settings.log_level, settings.log_format)
     if kind == "pipeline":
+        if batcher_from:
+            _use_batcher_from(batcher_from)
         from bot.app import init_app
-        from bot.infra import redisbatch
-
-        # The app's one CommandBatcher is made in init_app's Redis context: this picks the
-        # path its batches take (the same batching either way).
-        redisbatch.CommandBatcher.transport = "pipeline" if batcher == "pipeline" else "auto"
 
         app = init_app(settings, seed_demo=True, run_jobs=False)
     else:
@@ -496,10 +511,10 @@ class _Server:
     """One ``--serve`` child process; the parent speaks to it over stdin/stdout."""
 
     def __init__(
-        self, kind: str, profile: str, keep: bool, loop: str, batcher: str = "wire"
+        self, kind: str, profile: str, keep: bool, loop: str, batcher_from: str | None = None
     ) -> None:
         self.kind, self.profile, self.keep, self.loop = kind, profile, keep, loop
-        self.batcher = batcher
+        self.batcher_from = batcher_from
         self.workdir = tempfile.mkdtemp(prefix=f"cinebot-bench-{kind}-")
         self.log_path = Path(self.workdir) / "server.log"
         self.proc: asyncio.subprocess.Process | None = None
@@ -519,7 +534,8 @@ class _Server:
         with open(self.log_path, "wb") as log:
             self.proc = await asyncio.create_subprocess_exec(
                 sys.executable, str(Path(__file__).resolve()),
-                "--serve", self.kind, "--profile", self.profile, "--batcher", self.batcher,
+                "--serve", self.kind, "--profile", self.profile,
+                *(("--batcher-from", self.batcher_from) if self.batcher_from else ()),
                 stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=log,
                 env=env, cwd=self.workdir,
             )
@@ -616,13 +632,13 @@ class _Side:
 
     def __init__(
         self, label: str, kind: str, args: argparse.Namespace, settings: Settings,
-        batcher: str = "wire",
+        batcher_from: str | None = None,
     ) -> None:
         # label: the side's name in the report; kind: what the server runs (pipeline or
-        # baseline); batcher: the path the pipeline's Redis batches take (wire or pipeline).
+        # baseline); batcher_from: another Redis batcher for the pipeline (--batcher-from).
         self.label, self.kind, self.args, self.settings = label, kind, args, settings
         self.profile = args.profile if kind == "pipeline" else "none"
-        self.server = _Server(kind, self.profile, args.keep_workdir, args.loop, batcher)
+        self.server = _Server(kind, self.profile, args.keep_workdir, args.loop, batcher_from)
         self.signer = WeChatSigner(settings)
         self.rng = random.Random(20240601)
         self.http: aiohttp.ClientSession | None = None
@@ -849,26 +865,24 @@ def _report(
                     f"ratio {label}/baseline = {ratio_of[label]:.2f}"
                     + (f" (median of {len(ratios)} rounds)" if len(ratios) > 1 else "")
                 )
-    if "wire" in rounds and "redis-py" in rounds:
-        wire, rp = rounds["wire"], rounds["redis-py"]
+    if "alt" in rounds and "pipeline" in rounds:
+        alt, ours = rounds["alt"], rounds["pipeline"]
 
         def median_ratio(figure: Callable[[Outcome], float]) -> float:
-            return statistics.median(figure(w) / figure(r) for w, r in zip(wire, rp))
+            return statistics.median(figure(a) / figure(o) for a, o in zip(alt, ours))
 
         gain = median_ratio(lambda o: o.rate)
+        print(f"alt = the pipeline with the CommandBatcher of {args.batcher_from}")
         print(
-            f"wire/redis-py (median of {len(wire)} rounds' ratios): throughput {gain:.3f},"
+            f"alt/pipeline (median of {len(alt)} rounds' ratios): throughput {gain:.3f},"
             f" p50 latency {median_ratio(lambda o: o.pct(0.50)):.3f},"
             f" p99 latency {median_ratio(lambda o: o.pct(0.99)):.3f}"
             + (
                 f", server+redis CPU per message {median_ratio(_cpu_per_msg):.3f}"
-                if all(o.server_cpu is not None for o in wire + rp) else ""
+                if all(o.server_cpu is not None for o in alt + ours) else ""
             )
         )
-        print(
-            f"the hand-written wire's whole-pipeline throughput gain: {100 * (gain - 1):+.1f} %"
-            " (keep it only at >= +20 %)"
-        )
+        print(f"alt's whole-pipeline throughput gain: {100 * (gain - 1):+.1f} %")
     for label in apps:
         app = results[label]
         if args.profile != "none":
@@ -946,11 +960,9 @@ async def _bench(args: argparse.Namespace) -> None:
     if args.only in ("both", "baseline"):
         sides["baseline"] = _Side("baseline", "baseline", args, settings)
     if args.only in ("both", "pipeline"):
-        batchers = ("wire", "pipeline") if args.batcher == "both" else (args.batcher,)
-        for batcher in batchers:
-            # One batcher keeps the name "pipeline"; two are named by their Redis path.
-            label = BATCHER_LABELS[batcher] if len(batchers) > 1 else "pipeline"
-            sides[label] = _Side(label, "pipeline", args, settings, batcher)
+        sides["pipeline"] = _Side("pipeline", "pipeline", args, settings)
+        if args.batcher_from:
+            sides["alt"] = _Side("alt", "pipeline", args, settings, args.batcher_from)
     labels = list(sides)
     try:
         for side in sides.values():
@@ -980,9 +992,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rate", type=float, default=0.0, help="open-loop msg/s (0 = closed loop)")
     p.add_argument("--only", choices=("both", "pipeline", "baseline"), default="both")
     p.add_argument(
-        "--batcher", choices=("both", "wire", "pipeline"), default="both",
-        help="the path of the pipeline's Redis batches: the hand-written RESP wire, redis-py's"
-        " pipeline (same batching), or both side by side (reported as wire and redis-py)",
+        "--batcher-from", metavar="FILE",
+        help="a module defining CommandBatcher, measured side by side with the app's own"
+        " (reported as alt)",
     )
     p.add_argument("--rounds", type=int, default=5,
                    help="measure the sides alternately this many times (ratio = median)")
@@ -990,7 +1002,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--profile", choices=("none", "pyinstrument", "cprofile"), default="none")
     p.add_argument("--profile-out", help="profile file stem (default $TMPDIR/cinebot-profile-…)")
     p.add_argument(
-        "--dump", help="write per-request CSV here ({kind} = baseline/pipeline/wire/redis-py)"
+        "--dump", help="write per-request CSV here ({kind} = baseline/pipeline/alt)"
     )
     p.add_argument("--keep-workdir", action="store_true", help="keep the servers' temp dirs")
     p.add_argument("--loop", choices=eventloop.CHOICES, default=Settings().event_loop,
@@ -1001,12 +1013,16 @@ def main(argv: list[str] | None = None) -> int:
         # Both servers run on the event loop the parent names (CINEBOT_EVENT_LOOP), as
         # `cinebot serve` does: a ratio compares the two on the same loop.
         eventloop.run(
-            _serve(args.serve, args.profile, args.batcher),
+            _serve(args.serve, args.profile, args.batcher_from),
             Settings.from_env(env_file=None).event_loop,
         )
         return 0
     if args.messages <= 0 or args.concurrency <= 0 or args.rounds <= 0:
         p.error("--messages, --concurrency and --rounds must be positive")
+    if args.batcher_from:
+        if not os.path.isfile(args.batcher_from):
+            p.error(f"--batcher-from {args.batcher_from}: no such file")
+        args.batcher_from = os.path.abspath(args.batcher_from)  # the servers run elsewhere
     if args.profile != "none" and args.profile != "cprofile":
         import importlib.util
 

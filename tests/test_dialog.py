@@ -20,6 +20,7 @@ from bot.chat.dialog import (
 )
 from bot.chat.replies import Reply
 from bot.chat.router import SORRY, UNKNOWN, Actor, Dispatcher, Router, Understanding
+from bot.infra.redisbatch import CommandBatcher
 from tests.support import FakeClock
 
 AUDIENCE = "oDialogAudience0000000000001"
@@ -136,7 +137,8 @@ class Story:
         self.redis, self.clock = redis, clock
         self.completed: list[dict[str, Any]] = []
         self.errors: list[str] = []
-        self.store = DialogStore(redis, clock)
+        self.batch = CommandBatcher(redis)
+        self.store = DialogStore(redis, clock, batcher=self.batch)
         self.d = Dispatcher(
             resolve_actor=resolve, understand=understand, on_error=self.errors.append,
             dialogs=self.store, clock=clock,
@@ -147,6 +149,9 @@ class Story:
     async def say(self, body: str, user: str = AUDIENCE, channel: Channel = Channel.WECHAT) -> str:
         reply = await self.d.feed(text(body, user, channel))
         assert reply is not None
+        # The state writes are queued behind the reply; the batcher runs its commands in
+        # order, so once this is answered they are in Redis for the test to read directly.
+        await self.batch.execute("PING")
         return reply.text
 
     async def stored(self, user: str = AUDIENCE, channel: Channel = Channel.WECHAT) -> dict[str, Any] | None:
