@@ -63,7 +63,6 @@ import hmac
 import os
 import random
 import re
-import resource
 import shutil
 import signal
 import statistics
@@ -84,6 +83,7 @@ import xmltodict  # noqa: E402
 from aiohttp import web  # noqa: E402
 from yarl import URL  # noqa: E402
 
+from bench._common import Progress, machine_busy, nearest_rank, own_cpu, proc_cpu  # noqa: E402
 from bot.infra import eventloop  # noqa: E402
 from bot.chat.channels.security import sha1_signature  # noqa: E402
 from bot.wechat.chatclient import WeChatSigner, next_msg_id, text_xml  # noqa: E402
@@ -301,11 +301,7 @@ class Outcome:
         return self.messages / self.seconds if self.seconds else 0.0
 
     def pct(self, q: float) -> float:
-        xs = sorted(self.latencies)
-        if not xs:
-            return float("nan")
-        rank = max(0, min(len(xs) - 1, int(q * len(xs) + 0.999999) - 1))
-        return xs[rank] * 1000
+        return nearest_rank(self.latencies, q) * 1000
 
 
 def _plan(
@@ -327,33 +323,6 @@ def _openids(tag: str, n: int) -> list[str]:
     return [f"o{tag}Bench{i:06d}".ljust(28, "x")[:28] for i in range(n)]
 
 
-class _Progress:
-    def __init__(self, label: str, total: int) -> None:
-        self.label, self.total, self.done = label, total, 0
-        self.tty = sys.stderr.isatty()
-        self.started = time.perf_counter()
-        self._last_line = 0.0
-
-    def show(self, final: bool = False) -> None:
-        now = time.perf_counter()
-        elapsed = now - self.started
-        rate = self.done / elapsed if elapsed > 0 else 0.0
-        line = (
-            f"  {self.label:<18} {self.done:>6}/{self.total}  {rate:7.0f} msg/s  {elapsed:5.1f} s"
-        )
-        if self.tty:
-            sys.stderr.write("\r" + line + ("\n" if final else ""))
-        elif final or now - self._last_line >= 2.0:
-            sys.stderr.write(line + "\n")
-            self._last_line = now
-        sys.stderr.flush()
-
-    async def ticker(self) -> None:
-        while True:
-            await asyncio.sleep(0.25)
-            self.show()
-
-
 async def _load(
     http: aiohttp.ClientSession, plans: list[Planned], concurrency: int, rate: float, label: str
 ) -> Outcome:
@@ -362,7 +331,7 @@ async def _load(
     started = [0.0] * n
     statuses = [0] * n
     bodies = [b""] * n
-    progress = _Progress(label, n)
+    progress = Progress(label, n, width=18, digits=6, unit="msg/s")
     next_index = 0
     t0 = time.perf_counter()
 
@@ -455,34 +424,6 @@ def _verify(
     out.errors = len(bad)
 
 
-def _proc_cpu(pid: int | None) -> float | None:
-    """User + system CPU seconds of a process (all its threads), from /proc."""
-    if pid is None:
-        return None
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat.rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _machine_cpu() -> tuple[float, float]:
-    """(busy, total) CPU seconds of the whole machine, all cores, from /proc/stat."""
-    try:
-        parts = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
-    except OSError:
-        return 0.0, 0.0
-    ticks = [int(x) for x in parts[:8]]  # user nice system idle iowait irq softirq steal
-    tck = os.sysconf("SC_CLK_TCK")
-    return (sum(ticks) - ticks[3] - ticks[4]) / tck, sum(ticks) / tck
-
-
-def _own_cpu() -> float:
-    r = resource.getrusage(resource.RUSAGE_SELF)
-    return r.ru_utime + r.ru_stime
-
-
 def _alive(pid: int, workdir: str) -> bool:
     """Still running (not a zombie), and still the redis-server of our workdir."""
     try:
@@ -573,7 +514,7 @@ class _Server:
         return answer[2:].strip()
 
     def cpu(self) -> tuple[float | None, float | None]:
-        return _proc_cpu(self.proc.pid if self.proc else None), _proc_cpu(self.redis_pid)
+        return proc_cpu(self.proc.pid if self.proc else None), proc_cpu(self.redis_pid)
 
     async def stop(self) -> None:
         if self.proc is not None and self.proc.returncode is None:
@@ -684,12 +625,12 @@ class _Side:
             f" {time.perf_counter() - t:.1f} s (not timed)", file=sys.stderr, flush=True,
         )
         srv0, red0 = server.cpu()
-        own0 = _own_cpu()
-        busy0, _ = _machine_cpu()
+        own0 = own_cpu()
+        busy0 = machine_busy()
         out = await _load(self.http, plans, args.concurrency, args.rate, kind)
         srv1, red1 = server.cpu()
-        out.client_cpu = _own_cpu() - own0
-        out.machine_busy = _machine_cpu()[0] - busy0
+        out.client_cpu = own_cpu() - own0
+        out.machine_busy = machine_busy() - busy0
         seen: set[str] = set()
         for plan in plans:
             out.texts.append(plan.text)
