@@ -287,12 +287,6 @@ async def test_after_a_sentinel_failover_writes_go_to_the_new_primary_at_once(
     assert await sentinel_redis.get("before") == b"kept"
 
 
-@pytest.mark.xfail(
-    raises=RedisConnectionError, strict=False,
-    reason="CommandBatcher opens its own raw connection from the pool's host/port, which a "
-    "Sentinel pool does not have; until redisbatch sends Sentinel-managed clients through "
-    "redis-py's pipeline (issue 21, item 2) it cannot reach the primary",
-)
 async def test_the_command_batcher_works_through_sentinel_and_follows_a_failover(
     sentinels: SentinelSet, sentinel_redis: aioredis.Redis
 ) -> None:

@@ -219,7 +219,7 @@ class DialogStore:
         return state
 
     # Writes are queued, not awaited: the reply need not wait a Redis round trip for them.
-    # The batcher sends everything on one connection in order, so the user's next message
+    # The batcher sends one batch at a time, in order, so the user's next message
     # (whose read is issued later) sees the write. A failed write is logged; the next
     # message then starts afresh, as it would after the state expired.
     # ``writer`` and ``before`` (see ``decode``) ride in the same value, so one SET keeps
