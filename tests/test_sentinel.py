@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import random
 import shutil
 import signal
 import socket
@@ -45,9 +46,16 @@ FAILOVER_LIMIT_S = 30.0
 
 
 def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A free port below the ephemeral range: a port the kernel hands out (bind to 0) can be
+    taken as the local port of some outgoing connection before our server binds it."""
+    while True:
+        port = random.randint(20000, 32000)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
 
 
 class SentinelSet:
@@ -55,6 +63,7 @@ class SentinelSet:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        root.mkdir(parents=True, exist_ok=True)
         self.primary_port = _free_port()
         self.replica_port = _free_port()
         self.sentinel_port = _free_port()
@@ -157,9 +166,17 @@ def sentinels(tmp_path: Path) -> Iterator[SentinelSet]:
             "needs redis-server (and redis-sentinel) on PATH "
             "(Debian: apt-get install redis-server redis-sentinel; .ci/run installs them)"
         )
-    cluster = SentinelSet(tmp_path)
+    for attempt in range(3):  # another process may still take a port between pick and bind
+        cluster = SentinelSet(tmp_path / f"try{attempt}")
+        try:
+            cluster.start()
+            break
+        except RuntimeError as exc:
+            cluster.stop()
+            if "Address already in use" not in str(exc) or attempt == 2:
+                raise
     try:
-        yield cluster.start()
+        yield cluster
     finally:
         cluster.stop()
 
