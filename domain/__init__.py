@@ -14,6 +14,7 @@ MODEL_MODULES = [
     "domain.touchpoints",
     "domain.feedback",
     "domain.rights",
+    "domain.rollups",
 ]
 MIGRATIONS = "domain.migrations"
 
