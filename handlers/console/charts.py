@@ -1,0 +1,208 @@
+"""ECharts options for the console's charts, and the HTML that draws one.
+
+A chart is a ``<div class="cb-chart">`` plus a ``<script>`` that calls
+``echarts.init(div, null, {renderer: "svg"}).setOption(<json>)`` once the library (served by
+the shell at ``/console/static/echarts.min.js``) is there, and resizes the chart with its
+box (a ``ResizeObserver``; the window's resize where there is none). The options are plain
+JSON — no JavaScript functions — so what a page draws is data a test can read back.
+
+Phone first: every option keeps its labels inside the box (``containLabel``), hides labels
+that would overlap, confines tooltips to the chart and scrolls long legends, so a chart
+reads at 375 px as well as on a desktop. Animation is off: the console is a report, and a
+screenshot should show the finished chart.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import secrets
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+FONT = '"Noto Sans CJK SC","Source Han Sans SC","PingFang SC","Microsoft YaHei",sans-serif'
+PALETTE = ["#2f7ed8", "#07c160", "#f39c12", "#e74c3c", "#8e44ad", "#16a085", "#7f8c8d", "#d35400"]
+GRADE_COLOURS = {"良好": "#07c160", "注意": "#f39c12", "危险": "#e74c3c", "无数据": "#9e9e9e"}
+
+Number = int | float | None
+
+
+def _base(**extra: Any) -> dict[str, Any]:
+    option: dict[str, Any] = {
+        "animation": False,
+        "color": PALETTE,
+        "textStyle": {"fontFamily": FONT, "fontSize": 12},
+        "grid": {"left": 6, "right": 16, "top": 34, "bottom": 6, "containLabel": True},
+        "tooltip": {"trigger": "axis", "confine": True},
+    }
+    option.update(extra)
+    return option
+
+
+def _legend(names: Sequence[str]) -> dict[str, Any]:
+    return {"type": "scroll", "top": 0, "left": 0, "right": 0, "itemWidth": 14, "itemHeight": 8,
+            "data": list(names), "show": len(names) > 1}
+
+
+def line(
+    x: Sequence[str],
+    series: Mapping[str, Sequence[Number]],
+    *,
+    y_name: str = "",
+    y_min: float | None = None,
+    y_max: float | None = None,
+    percent: bool = False,
+    red_line: float | None = None,
+    red_line_label: str = "红线",
+) -> dict[str, Any]:
+    """A trend: one line per series over the labels ``x`` (days, hours). ``percent``: values
+    are 0..100 and the axis says so; ``red_line``: a dashed red limit across the chart."""
+    lines: list[dict[str, Any]] = []
+    for name, values in series.items():
+        entry: dict[str, Any] = {
+            "name": name, "type": "line", "data": list(values), "connectNulls": True,
+            "showSymbol": len(x) <= 31, "symbolSize": 5,
+        }
+        lines.append(entry)
+    if red_line is not None and lines:
+        lines[0]["markLine"] = {
+            "silent": True, "symbol": "none",
+            "lineStyle": {"color": "#e74c3c", "type": "dashed"},
+            "label": {"formatter": f"{red_line_label} {red_line:g}", "position": "insideEndTop"},
+            "data": [{"yAxis": red_line}],
+        }
+    y_axis: dict[str, Any] = {"type": "value", "name": y_name, "nameGap": 8,
+                              "nameTextStyle": {"align": "left"}, "splitNumber": 4}
+    if percent:
+        y_axis["axisLabel"] = {"formatter": "{value}%"}
+    if y_min is not None:
+        y_axis["min"] = y_min
+    if y_max is not None:
+        y_axis["max"] = y_max
+    return _base(
+        legend=_legend(list(series)),
+        xAxis={"type": "category", "data": list(x), "boundaryGap": False,
+               "axisLabel": {"hideOverlap": True}},
+        yAxis=y_axis,
+        series=lines,
+    )
+
+
+def bars(
+    categories: Sequence[str],
+    series: Mapping[str, Sequence[Number]],
+    *,
+    horizontal: bool = False,
+    stack: bool = False,
+    percent: bool = False,
+    value_labels: bool = False,
+    colours: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """Bars per category, one bar (or one stacked part) per series. ``horizontal`` puts the
+    categories down the side — the readable way for names on a phone. ``colours``: one
+    colour per category (a single series), e.g. a rating scale."""
+    items: list[dict[str, Any]] = []
+    for name, values in series.items():
+        data: list[Any] = list(values)
+        if colours is not None:
+            data = [{"value": v, "itemStyle": {"color": colours[i % len(colours)]}}
+                    for i, v in enumerate(values)]
+        entry: dict[str, Any] = {"name": name, "type": "bar", "data": data, "barMaxWidth": 28}
+        if stack:
+            entry["stack"] = "all"
+        if value_labels:
+            entry["label"] = {"show": True, "position": "right" if horizontal else "top",
+                              "formatter": "{c}%" if percent else "{c}"}
+        items.append(entry)
+    category_axis: dict[str, Any] = {"type": "category", "data": list(categories),
+                                     "axisLabel": {"hideOverlap": True}}
+    value_axis: dict[str, Any] = {"type": "value", "splitNumber": 4}
+    if percent:
+        value_axis["axisLabel"] = {"formatter": "{value}%"}
+    if horizontal:
+        category_axis["inverse"] = True  # the first category on top, as in a table
+        category_axis["axisLabel"] = {"width": 96, "overflow": "truncate", "interval": 0}
+        return _base(legend=_legend(list(series)), xAxis=value_axis, yAxis=category_axis,
+                     series=items, tooltip={"trigger": "axis", "confine": True,
+                                            "axisPointer": {"type": "shadow"}})
+    return _base(legend=_legend(list(series)), xAxis=category_axis, yAxis=value_axis,
+                 series=items, tooltip={"trigger": "axis", "confine": True,
+                                        "axisPointer": {"type": "shadow"}})
+
+
+def heatmap(
+    x: Sequence[str],
+    y: Sequence[str],
+    cells: Sequence[tuple[int, int, Number]],
+    *,
+    max_value: float = 100,
+    unit: str = "%",
+) -> dict[str, Any]:
+    """Values on a grid: ``cells`` are ``(x index, y index, value)``; empty cells are left
+    out. The colour scale sits under the grid, so the grid keeps the width."""
+    return _base(
+        grid={"left": 6, "right": 10, "top": 8, "bottom": 44, "containLabel": True},
+        tooltip={"position": "top", "confine": True},
+        xAxis={"type": "category", "data": list(x), "splitArea": {"show": True},
+               "axisLabel": {"hideOverlap": True}},
+        yAxis={"type": "category", "data": list(y), "splitArea": {"show": True}},
+        visualMap={"min": 0, "max": max_value, "calculable": False, "orient": "horizontal",
+                   "left": "center", "bottom": 0, "itemHeight": 120, "itemWidth": 10,
+                   "text": [f"{max_value:g}{unit}", f"0{unit}"],
+                   "inRange": {"color": ["#eef5fb", "#7fb3e0", "#2f7ed8", "#14427a"]}},
+        series=[{"type": "heatmap", "data": [[cx, cy, v] for cx, cy, v in cells],
+                 "emphasis": {"itemStyle": {"borderColor": "#333", "borderWidth": 1}}}],
+    )
+
+
+def sparkline(values: Sequence[Number], *, colour: str = PALETTE[0],
+              y_min: float | None = 0, y_max: float | None = 100) -> dict[str, Any]:
+    """A small line without axes, for a trend beside a figure."""
+    y_axis: dict[str, Any] = {"type": "value", "show": False}
+    if y_min is not None:
+        y_axis["min"] = y_min
+    if y_max is not None:
+        y_axis["max"] = y_max
+    return {
+        "animation": False,
+        "grid": {"left": 2, "right": 2, "top": 4, "bottom": 4},
+        "xAxis": {"type": "category", "show": False, "data": list(range(len(values))),
+                  "boundaryGap": False},
+        "yAxis": y_axis,
+        "tooltip": {"show": False},
+        "series": [{"type": "line", "data": list(values), "showSymbol": False,
+                    "connectNulls": True, "lineStyle": {"color": colour, "width": 2},
+                    "areaStyle": {"color": colour, "opacity": 0.12}}],
+    }
+
+
+def option_json(option: Mapping[str, Any]) -> str:
+    """The option as JSON that is safe inside a ``<script>``: no ``</script>`` or ``<!--``
+    can end or bend the script, whatever text a film title or a comment holds."""
+    text = json.dumps(option, ensure_ascii=False, separators=(",", ":"))
+    return (text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+            .replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
+
+
+_DRAW = (
+    "(function(){var el=document.getElementById(%(id)s),opt=%(opt)s;"
+    "function draw(){if(!window.echarts||el.dataset.drawn)return;el.dataset.drawn='1';"
+    "var c=echarts.init(el,null,{renderer:'svg'});c.setOption(opt);"
+    "if(window.ResizeObserver){new ResizeObserver(function(){c.resize()}).observe(el)}"
+    "else{window.addEventListener('resize',function(){c.resize()})}}"
+    "if(window.echarts){draw()}else{window.addEventListener('DOMContentLoaded',draw);"
+    "window.addEventListener('load',draw)}})();"
+)
+
+
+def render(option: Mapping[str, Any], *, height: int = 240, label: str = "",
+           kind: str = "chart") -> str:
+    """The ``<div>`` and ``<script>`` that draw ``option``; ``label`` names the chart for
+    screen readers (and tests); ``kind`` is a CSS modifier (``chart``, ``spark``)."""
+    chart_id = f"cb-chart-{secrets.token_hex(5)}"
+    script = _DRAW % {"id": json.dumps(chart_id), "opt": option_json(option)}
+    return (
+        f'<div class="cb-chart cb-{html.escape(kind)}" id="{chart_id}" role="img" '
+        f'aria-label="{html.escape(label)}" style="height:{int(height)}px"></div>'
+        f"<script>{script}</script>"
+    )
