@@ -27,14 +27,19 @@ GRADE_COLOURS = {"良好": "#07c160", "注意": "#f39c12", "危险": "#e74c3c", 
 Number = int | float | None
 
 
-def _base(**extra: Any) -> dict[str, Any]:
+def _base(names: Sequence[str] = (), **extra: Any) -> dict[str, Any]:
+    """The options every chart shares; ``names``: the series, with a legend when several."""
+    legend = len(names) > 1
     option: dict[str, Any] = {
         "animation": False,
         "color": PALETTE,
         "textStyle": {"fontFamily": FONT, "fontSize": 12},
-        "grid": {"left": 6, "right": 16, "top": 34, "bottom": 6, "containLabel": True},
+        "grid": {"left": 6, "right": 16, "top": 34 if legend else 18, "bottom": 6,
+                 "containLabel": True},
         "tooltip": {"trigger": "axis", "confine": True},
     }
+    if names:
+        option["legend"] = _legend(names)
     option.update(extra)
     return option
 
@@ -80,7 +85,7 @@ def line(
     if y_max is not None:
         y_axis["max"] = y_max
     return _base(
-        legend=_legend(list(series)),
+        list(series),
         xAxis={"type": "category", "data": list(x), "boundaryGap": False,
                "axisLabel": {"hideOverlap": True}},
         yAxis=y_axis,
@@ -122,10 +127,10 @@ def bars(
     if horizontal:
         category_axis["inverse"] = True  # the first category on top, as in a table
         category_axis["axisLabel"] = {"width": 96, "overflow": "truncate", "interval": 0}
-        return _base(legend=_legend(list(series)), xAxis=value_axis, yAxis=category_axis,
+        return _base(list(series), xAxis=value_axis, yAxis=category_axis,
                      series=items, tooltip={"trigger": "axis", "confine": True,
                                             "axisPointer": {"type": "shadow"}})
-    return _base(legend=_legend(list(series)), xAxis=category_axis, yAxis=value_axis,
+    return _base(list(series), xAxis=category_axis, yAxis=value_axis,
                  series=items, tooltip={"trigger": "axis", "confine": True,
                                         "axisPointer": {"type": "shadow"}})
 
@@ -145,7 +150,8 @@ def heatmap(
         tooltip={"position": "top", "confine": True},
         xAxis={"type": "category", "data": list(x), "splitArea": {"show": True},
                "axisLabel": {"hideOverlap": True}},
-        yAxis={"type": "category", "data": list(y), "splitArea": {"show": True}},
+        yAxis={"type": "category", "data": list(y), "splitArea": {"show": True},
+               "inverse": True},  # the first row (Monday) on top, as in a calendar
         visualMap={"min": 0, "max": max_value, "calculable": False, "orient": "horizontal",
                    "left": "center", "bottom": 0, "itemHeight": 120, "itemWidth": 10,
                    "text": [f"{max_value:g}{unit}", f"0{unit}"],
@@ -196,13 +202,13 @@ _DRAW = (
 
 
 def render(option: Mapping[str, Any], *, height: int = 240, label: str = "",
-           kind: str = "chart") -> str:
+           kind: str = "") -> str:
     """The ``<div>`` and ``<script>`` that draw ``option``; ``label`` names the chart for
-    screen readers (and tests); ``kind`` is a CSS modifier (``chart``, ``spark``)."""
+    screen readers (and tests); ``kind`` is a CSS modifier (``spark``)."""
     chart_id = f"cb-chart-{secrets.token_hex(5)}"
     script = _DRAW % {"id": json.dumps(chart_id), "opt": option_json(option)}
     return (
-        f'<div class="cb-chart cb-{html.escape(kind)}" id="{chart_id}" role="img" '
+        f'<div class="cb-chart{" cb-" + html.escape(kind) if kind else ""}" id="{chart_id}" role="img" '
         f'aria-label="{html.escape(label)}" style="height:{int(height)}px"></div>'
         f"<script>{script}</script>"
     )
