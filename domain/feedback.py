@@ -22,7 +22,7 @@ import statistics
 from collections import Counter
 from collections.abc import Awaitable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
@@ -33,8 +33,9 @@ from tortoise.exceptions import IntegrityError
 from tortoise.models import Model
 from tortoise.transactions import in_transaction
 
-from domain import rights
+from domain import rights, rollups
 from domain.catalog import Showtime
+from domain.days import business_day, day_bounds
 from domain.orders import SOLD_STATES, Order
 from domain.people import Member
 from domain.touchpoints import PRINTED, Touchpoint, TouchpointKind
@@ -56,8 +57,6 @@ from domain.workorders import (
 )
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
-# A cinema's day ends at 03:00: a late show's audience rates "today's" visit after midnight.
-DAY_ENDS = timedelta(hours=3)
 
 ASPECTS = ("画面", "声音", "座椅", "卫生", "服务", "餐饮", "温度")
 ASPECT_CATEGORIES = {
@@ -195,11 +194,6 @@ class CouponRefused(FeedbackError):
 # --- the visit ------------------------------------------------------------------------------
 
 
-def business_day(now: datetime) -> date:
-    """The cinema day ``now`` belongs to (it ends at 03:00 the next morning)."""
-    return (now.astimezone(SHANGHAI) - DAY_ENDS).date()
-
-
 @dataclass(frozen=True, slots=True)
 class Visit:
     """The show a visitor holds a ticket for today."""
@@ -212,17 +206,12 @@ class Visit:
     ends_at: datetime
 
 
-def _day_bounds(day: date) -> tuple[datetime, datetime]:
-    start = datetime.combine(day, time(0), SHANGHAI) + DAY_ENDS
-    return start.astimezone(UTC), (start + timedelta(days=1)).astimezone(UTC)
-
-
 async def visit_today(
     openid: str, cinema_id: int, now: datetime, hall: str | None = None
 ) -> Visit | None:
     """The show of today this visitor holds a ticket for: in ``hall`` if one is given and
     held, else the one that ended most recently (or is running), else the next."""
-    start, end = _day_bounds(business_day(now))
+    start, end = day_bounds(business_day(now))
     orders = await Order.filter(
         openid=openid, cinema_id=cinema_id, state__in=[s.value for s in SOLD_STATES],
         showtime__starts_at__gte=start, showtime__starts_at__lt=end,
@@ -268,15 +257,22 @@ async def start_response(
     found = await FeedbackResponse.get_or_none(**key)
     if found is None:
         try:
-            found = await FeedbackResponse.create(
-                **key, cinema_id=touchpoint.cinema_id, channel=channel, created_at=now,
-                updated_at=now, **_visit_fields(visit),
-            )
+            async with in_transaction() as conn:
+                found = await FeedbackResponse.create(
+                    **key, cinema_id=touchpoint.cinema_id, channel=channel, created_at=now,
+                    updated_at=now, **_visit_fields(visit), using_db=conn,
+                )
+                await rollups.refresh_response(found.id, using=conn)
             return found, True
         except IntegrityError:  # the same scan twice at once: the other one created it
             found = await FeedbackResponse.get(**key)
     if visit is not None and found.showtime_id is None:
-        await FeedbackResponse.filter(id=found.id, showtime_id=None).update(**_visit_fields(visit))
+        async with in_transaction() as conn:
+            before = await rollups.response_key(found.id, conn)
+            await FeedbackResponse.filter(id=found.id, showtime_id=None).using_db(conn).update(
+                **_visit_fields(visit)
+            )
+            await rollups.refresh_response(found.id, before, using=conn)  # it may move buckets
         await found.refresh_from_db()
     return found, False
 
@@ -348,7 +344,9 @@ async def answer(
     changes["updated_at"] = now
     if edited:
         changes["edits"] = response.edits + 1
-    await FeedbackResponse.filter(id=response.id).update(**changes)
+    async with in_transaction() as conn:
+        await FeedbackResponse.filter(id=response.id).using_db(conn).update(**changes)
+        await rollups.refresh_response(response.id, using=conn)
     for k, v in changes.items():
         setattr(response, k, v)
     return response
