@@ -4,7 +4,8 @@ A chart is a ``<div class="cb-chart">`` plus a ``<script>`` that calls
 ``echarts.init(div, null, {renderer: "svg"}).setOption(<json>)`` once the library (served by
 the shell at ``/console/static/echarts.min.js``) is there, and resizes the chart with its
 box (a ``ResizeObserver``; the window's resize where there is none). The options are plain
-JSON — no JavaScript functions — so what a page draws is data a test can read back.
+JSON — no JavaScript functions — so what a page draws is data a test can read back. A data
+point may carry ``url``: clicking it opens the rows behind it.
 
 Phone first: every option keeps its labels inside the box (``containLabel``), hides labels
 that would overlap, confines tooltips to the chart and scrolls long legends, so a chart
@@ -25,6 +26,22 @@ PALETTE = ["#2f7ed8", "#07c160", "#f39c12", "#e74c3c", "#8e44ad", "#16a085", "#7
 GRADE_COLOURS = {"良好": "#07c160", "注意": "#f39c12", "危险": "#e74c3c", "无数据": "#9e9e9e"}
 
 Number = int | float | None
+Links = Sequence[str | None] | None  # per data point: the rows behind it (a click opens them)
+
+
+def _points(values: Sequence[Number], links: Links, colours: Sequence[str] | None = None) -> list[Any]:
+    """Data points, as objects where a point carries a link (``url``) or a colour."""
+    if links is None and colours is None:
+        return list(values)
+    points: list[Any] = []
+    for i, v in enumerate(values):
+        point: dict[str, Any] = {"value": v}
+        if links is not None and i < len(links) and links[i]:
+            point["url"] = links[i]
+        if colours is not None:
+            point["itemStyle"] = {"color": colours[i % len(colours)]}
+        points.append(point)
+    return points
 
 
 def _base(names: Sequence[str] = (), **extra: Any) -> dict[str, Any]:
@@ -59,16 +76,21 @@ def line(
     percent: bool = False,
     red_line: float | None = None,
     red_line_label: str = "红线",
+    right: Mapping[str, Sequence[Number]] | None = None,
+    right_name: str = "",
+    right_max: float | None = None,
+    links: Links = None,
 ) -> dict[str, Any]:
     """A trend: one line per series over the labels ``x`` (days, hours). ``percent``: values
-    are 0..100 and the axis says so; ``red_line``: a dashed red limit across the chart."""
+    are 0..100 and the axis says so; ``red_line``: a dashed red limit across the chart;
+    ``right``: series on a second axis (another unit); ``links``: per x, the rows behind it."""
     lines: list[dict[str, Any]] = []
-    for name, values in series.items():
-        entry: dict[str, Any] = {
-            "name": name, "type": "line", "data": list(values), "connectNulls": True,
-            "showSymbol": len(x) <= 31, "symbolSize": 5,
-        }
-        lines.append(entry)
+    for axis, group in ((0, series), (1, right or {})):
+        for name, values in group.items():
+            lines.append({
+                "name": name, "type": "line", "data": _points(values, links), "connectNulls": True,
+                "showSymbol": len(x) <= 31, "symbolSize": 5, "yAxisIndex": axis,
+            })
     if red_line is not None and lines:
         lines[0]["markLine"] = {
             "silent": True, "symbol": "none",
@@ -84,13 +106,24 @@ def line(
         y_axis["min"] = y_min
     if y_max is not None:
         y_axis["max"] = y_max
-    return _base(
-        list(series),
+    y_axes: Any = y_axis
+    if right:
+        second: dict[str, Any] = {"type": "value", "name": right_name, "nameGap": 8, "splitNumber": 4,
+                                  "nameTextStyle": {"align": "right"}, "splitLine": {"show": False}}
+        if right_max is not None:
+            second["max"] = right_max
+        y_axes = [y_axis, second]
+    names = [*series, *(right or {})]
+    option = _base(
+        names,
         xAxis={"type": "category", "data": list(x), "boundaryGap": False,
                "axisLabel": {"hideOverlap": True}},
-        yAxis=y_axis,
+        yAxis=y_axes,
         series=lines,
     )
+    if len(names) > 1 and (y_name or right_name):
+        option["grid"]["top"] = 56  # the legend's row, then the axes' names under it
+    return option
 
 
 def bars(
@@ -102,16 +135,15 @@ def bars(
     percent: bool = False,
     value_labels: bool = False,
     colours: Sequence[str] | None = None,
+    links: Links = None,
 ) -> dict[str, Any]:
     """Bars per category, one bar (or one stacked part) per series. ``horizontal`` puts the
     categories down the side — the readable way for names on a phone. ``colours``: one
-    colour per category (a single series), e.g. a rating scale."""
+    colour per category (a single series), e.g. a rating scale; ``links``: per category,
+    the rows behind it."""
     items: list[dict[str, Any]] = []
     for name, values in series.items():
-        data: list[Any] = list(values)
-        if colours is not None:
-            data = [{"value": v, "itemStyle": {"color": colours[i % len(colours)]}}
-                    for i, v in enumerate(values)]
+        data = _points(values, links, colours)
         entry: dict[str, Any] = {"name": name, "type": "bar", "data": data, "barMaxWidth": 28}
         if stack:
             entry["stack"] = "all"
@@ -124,12 +156,18 @@ def bars(
     value_axis: dict[str, Any] = {"type": "value", "splitNumber": 4}
     if percent:
         value_axis["axisLabel"] = {"formatter": "{value}%"}
+    if horizontal and value_labels:
+        extra_right = 44  # room for the longest bar's label
+    else:
+        extra_right = 0
     if horizontal:
         category_axis["inverse"] = True  # the first category on top, as in a table
         category_axis["axisLabel"] = {"width": 96, "overflow": "truncate", "interval": 0}
-        return _base(list(series), xAxis=value_axis, yAxis=category_axis,
-                     series=items, tooltip={"trigger": "axis", "confine": True,
-                                            "axisPointer": {"type": "shadow"}})
+        option = _base(list(series), xAxis=value_axis, yAxis=category_axis,
+                       series=items, tooltip={"trigger": "axis", "confine": True,
+                                              "axisPointer": {"type": "shadow"}})
+        option["grid"]["right"] += extra_right
+        return option
     return _base(list(series), xAxis=category_axis, yAxis=value_axis,
                  series=items, tooltip={"trigger": "axis", "confine": True,
                                         "axisPointer": {"type": "shadow"}})
@@ -142,9 +180,11 @@ def heatmap(
     *,
     max_value: float = 100,
     unit: str = "%",
+    links: Links = None,
 ) -> dict[str, Any]:
     """Values on a grid: ``cells`` are ``(x index, y index, value)``; empty cells are left
-    out. The colour scale sits under the grid, so the grid keeps the width."""
+    out. The colour scale sits under the grid, so the grid keeps the width. ``links``: per
+    cell, the rows behind it."""
     return _base(
         grid={"left": 6, "right": 10, "top": 8, "bottom": 44, "containLabel": True},
         tooltip={"position": "top", "confine": True},
@@ -156,7 +196,7 @@ def heatmap(
                    "left": "center", "bottom": 0, "itemHeight": 120, "itemWidth": 10,
                    "text": [f"{max_value:g}{unit}", f"0{unit}"],
                    "inRange": {"color": ["#eef5fb", "#7fb3e0", "#2f7ed8", "#14427a"]}},
-        series=[{"type": "heatmap", "data": [[cx, cy, v] for cx, cy, v in cells],
+        series=[{"type": "heatmap", "data": _points([[cx, cy, v] for cx, cy, v in cells], links),
                  "emphasis": {"itemStyle": {"borderColor": "#333", "borderWidth": 1}}}],
     )
 
@@ -194,6 +234,7 @@ _DRAW = (
     "(function(){var el=document.getElementById(%(id)s),opt=%(opt)s;"
     "function draw(){if(!window.echarts||el.dataset.drawn)return;el.dataset.drawn='1';"
     "var c=echarts.init(el,null,{renderer:'svg'});c.setOption(opt);"
+    "c.on('click',function(p){if(p.data&&p.data.url){location.href=p.data.url}});"
     "if(window.ResizeObserver){new ResizeObserver(function(){c.resize()}).observe(el)}"
     "else{window.addEventListener('resize',function(){c.resize()})}}"
     "if(window.echarts){draw()}else{window.addEventListener('DOMContentLoaded',draw);"

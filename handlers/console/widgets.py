@@ -237,11 +237,3 @@ def pager(ctx: PageContext, page: int, has_more: bool, *, param: str = "page") -
     if has_more:
         parts.append(f'<a href="{html.escape(ctx.link(**{param: str(page + 1)}))}">下一页</a>')
     return f'<nav class="cb-pager">{"".join(parts)}</nav>'
-
-
-def page_number(ctx: PageContext, param: str = "page") -> int:
-    """The page asked for (ASCII digits, 1..10000), else 1."""
-    raw = ctx.query.get(param, "")
-    if raw.isascii() and raw.isdigit() and 0 < len(raw) <= 5:
-        return max(1, int(raw))
-    return 1
