@@ -46,6 +46,8 @@ from handlers import alert_cards, build_router, pages
 from handlers import api as ticket_api
 from handlers.actors import ActorDirectory
 from handlers.api import feedback as feedback_api
+from handlers.console import shell as console
+from handlers.console.context import CONSOLE, Console
 from handlers.feedback_loop import FeedbackMessages
 from handlers.handoff import HandoffQueue
 from handlers.late_replies import LateReplies
@@ -115,6 +117,7 @@ def init_app(
             _database,
             _redis,
             _http_session,
+            _console,
             _nlu,
             _ticketing,
             _pipeline(understand, late_reply),
@@ -136,6 +139,7 @@ def init_app(
     app.router.add_post("/wecom/callback", _endpoint_view(WECOM, "post"))
     ticket_api.add_routes(app)
     pages.add_routes(app)
+    console.add_routes(app)
     app.router.add_post("/telemetry/readings", telemetry_ingest.view(lambda: app[TELEMETRY]))
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics_view)
@@ -176,6 +180,13 @@ async def _http_session(app: web.Application) -> AsyncIterator[None]:
     async with aiohttp.ClientSession(timeout=timeout) as session:
         app[HTTP] = session
         yield
+
+
+async def _console(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    wecom = WeComApi.from_settings(app[HTTP], app[REDIS], settings)
+    app[CONSOLE] = Console(settings, app[CLOCK], app[REDIS], wecom, console.load_sections())
+    yield
 
 
 async def _nlu(app: web.Application) -> AsyncIterator[None]:

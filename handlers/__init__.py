@@ -11,7 +11,7 @@ def build_router() -> Router:
     from handlers import (
         checkin, events, menu, projectors, roster, showtimes, staff, tasks, tickets, workorders,
     )
-    from handlers import alert_cards, feedback
+    from handlers import alert_cards, console_link, feedback
 
     root = Router("handlers")
     # Order matters: the first matching route handles a message.
@@ -20,6 +20,7 @@ def build_router() -> Router:
         alert_cards.clicks,  # alert card buttons (al:…), likewise
         alert_cards.router,  # 「3号厅维护中2小时」 (engineers, managers): before the intent model's reading
         staff.router, checkin.router,
+        console_link.router,  # 「看板」: a login link to the web console, before task commands
         roster.router,  # exact phrases ("值班表", "排班 …") the intent model reads as task commands
         projectors.router,  # 「3号厅放映机状态」「把3号厅亮度红线设为70%」: before faults and tasks
         # 「回复 W3K7Q: …」 and 「今天的满意度」 (WeCom); survey taps, QR scenes tp:… and

@@ -330,11 +330,13 @@ class _Client:
         body: Mapping[str, Any] | None = None,
         form: Callable[[], aiohttp.FormData] | None = None,
         params: Mapping[str, str] | None = None,
+        method: str = "POST",
     ) -> JsonDict:
-        """POST to ``cgi-bin/{path}`` with the current token; on a token error refresh once."""
+        """POST (or GET) to ``cgi-bin/{path}`` with the current token; on a token error
+        refresh once."""
         token = await self.tokens.get()
         try:
-            return await self._post(path, token, body, form, params)
+            return await self._post(path, token, body, form, params, method)
         except ApiError as exc:
             if not exc.token_expired:
                 raise
@@ -344,7 +346,7 @@ class _Client:
             )
             await self.tokens.invalidate(token)
         token = await self.tokens.get()
-        return await self._post(path, token, body, form, params)
+        return await self._post(path, token, body, form, params, method)
 
     async def _post(
         self,
@@ -353,12 +355,13 @@ class _Client:
         body: Mapping[str, Any] | None,
         form: Callable[[], aiohttp.FormData] | None,
         params: Mapping[str, str] | None,
+        method: str = "POST",
     ) -> JsonDict:
         query = {**(params or {}), "access_token": token}
         # A FormData can be sent only once, so a retry needs a fresh one.
         return await request_json(
             self.http,
-            "POST",
+            method,
             self._url(path),
             endpoint=path,
             params=query,
@@ -633,6 +636,15 @@ class WeComApi(_Client):
         else:
             body["template_card"] = dict(template_card or {})
         return await self._call("message/update_template_card", body=body)
+
+    async def user_id_from_code(self, code: str) -> str | None:
+        """Web OAuth's last step (``auth/getuserinfo``): the ``code`` WeCom put on the
+        redirect back to us → the member's ``userid``, or None for a visitor who is not a
+        member of the corp (WeCom answers an ``openid`` then). A code works once and for
+        five minutes; a bad, used or expired one is ``ApiError`` 40029."""
+        answer = await self._call("auth/getuserinfo", params={"code": code}, method="GET")
+        userid = answer.get("userid") or answer.get("UserId")
+        return str(userid) if isinstance(userid, str) and userid else None
 
 
 def button_card(

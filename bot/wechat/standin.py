@@ -46,6 +46,14 @@ Behaviour worth knowing (close to the real platforms, simplified):
   token: ``revoke`` makes the presented token unknown (40001 / 40014), ``lost``
   handles and records the call but answers HTTP 504 (the answer got lost).
 
+- WeCom web login: ``GET /connect/oauth2/authorize`` (WeCom's address for it is
+  ``open.weixin.qq.com``) plays the WeCom client: it redirects to ``redirect_uri``
+  with a ``code`` (and the ``state`` given) for the member named by a ``userid``
+  query parameter, else the one set with ``POST /standin/oauth {"userid": ...}``,
+  else a page asks who. ``GET /cgi-bin/auth/getuserinfo?access_token&code`` turns
+  a code into ``{"userid"}`` once, within 5 minutes, for the same corp; otherwise
+  40029. A userid starting ``outsider`` plays a non-member (answer: an openid).
+
 Control and inspection: ``GET /standin/messages?to=USER&since=ID``,
 ``GET /standin/tokens`` (token fetch log), ``GET /standin/errors``,
 ``GET /standin/assets`` (QR codes, uploads), ``POST /standin/reset``,
@@ -75,6 +83,7 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
+from yarl import URL
 
 from bot.infra.settings import Settings
 
@@ -153,6 +162,16 @@ class IssuedCode:
 
 
 @dataclass
+class OAuthCode:
+    """A WeCom web-login code: whose it is, for which corp, until when, and whether spent."""
+
+    userid: str
+    corpid: str
+    expires_at: float
+    used: bool = False
+
+
+@dataclass
 class Call:
     platform: str
     endpoint: str
@@ -183,6 +202,9 @@ class StandinState:
     miniprogram_appid: str = Settings().miniprogram_appid
     miniprogram_secret: str = Settings().miniprogram_secret
     used_codes: set[str] = field(default_factory=set)  # mini-program login codes spent
+    oauth_codes: dict[str, OAuthCode] = field(default_factory=dict)  # WeCom web login codes
+    oauth_userid: str = ""  # who holds the phone when WeCom's web login asks (``/standin/oauth``)
+    oauth_log: list[JsonDict] = field(default_factory=list)
     _seq: int = 0
 
     def __post_init__(self) -> None:
@@ -197,6 +219,8 @@ class StandinState:
         self.expired.clear()
         self.faults.clear()
         self.used_codes.clear()
+        self.oauth_codes.clear()
+        self.oauth_log.clear()
         self._seq = 0
 
     def random_id(self, length: int = 32) -> str:
@@ -482,6 +506,109 @@ async def jscode2session(state: StandinState, call: Call) -> JsonDict:
         return _err(40029, "invalid code")
     state.used_codes.add(code)
     return {"openid": f"mp-{rest}", "session_key": state.random_id(24)}
+
+
+# --- WeCom web login (OAuth) -----------------------------------------------------------------
+
+OAUTH_CODE_TTL = 300  # seconds: WeCom's web-login codes live five minutes and work once
+OAUTH_SCOPES = ("snsapi_base", "snsapi_privateinfo")
+# A userid with this prefix plays someone outside the corp: WeCom answers an openid, no userid.
+OUTSIDER_PREFIX = "outsider"
+USERID = re.compile(r"[0-9A-Za-z_\-@.]{1,64}")
+
+
+async def oauth_authorize(request: web.Request) -> web.Response:
+    """``open.weixin.qq.com/connect/oauth2/authorize``: the stand-in plays the WeCom client,
+    which knows who holds the phone. That member is the ``userid`` query parameter (the
+    stand-in's own addition), else the one set with ``POST /standin/oauth``, else a small
+    page asks; then it redirects to ``redirect_uri`` with ``code`` and ``state``."""
+    state, q = request.app[STATE], request.query
+    redirect_uri = q.get("redirect_uri", "")
+    target = _http_url(redirect_uri)
+    problem = (
+        "缺少 appid（企业的 CorpID）" if not q.get("appid")
+        else "redirect_uri 必须是 http(s) 地址" if target is None
+        else "response_type 必须是 code" if q.get("response_type") != "code"
+        else f"scope 必须是 {' 或 '.join(OAUTH_SCOPES)}" if q.get("scope") not in OAUTH_SCOPES
+        else None
+    )
+    if problem:
+        return _oauth_page("参数错误", f"<p class='err'>{_e(problem)}</p>", status=400)
+    userid = q.get("userid") or state.oauth_userid
+    if not userid:
+        return _oauth_page("选择登录成员", _oauth_form(q))
+    if not USERID.fullmatch(userid):
+        return _oauth_page("参数错误", "<p class='err'>userid 只能由字母、数字和 _-@. 组成</p>", 400)
+    code = state.random_id(32)
+    state.oauth_codes[code] = OAuthCode(userid, q["appid"], time.time() + OAUTH_CODE_TTL)
+    state.oauth_log.append(
+        {"userid": userid, "appid": q["appid"], "agentid": q.get("agentid"),
+         "scope": q["scope"], "redirect_uri": redirect_uri, "at": _now_iso()}
+    )
+    back = {"code": code, **({"state": q["state"]} if "state" in q else {})}
+    raise web.HTTPFound(str(target.update_query(back)))  # type: ignore[union-attr]
+
+
+def _http_url(text: str) -> URL | None:
+    try:
+        url = URL(text)
+    except ValueError:
+        return None
+    return url if url.scheme in ("http", "https") and url.host else None
+
+
+def _oauth_form(query: Mapping[str, str]) -> str:
+    hidden = "".join(
+        f"<input type='hidden' name='{_e(k)}' value='{_e(v)}'>"
+        for k, v in query.items() if k != "userid"
+    )
+    return (
+        "<p>这是企业微信网页授权的替身：真实的企业微信客户端知道是谁在用手机，"
+        "这里请填写要以哪位成员登录。</p>"
+        f"<form method='get' action='/connect/oauth2/authorize'>{hidden}"
+        "<p><label>成员账号（userid）<input name='userid' required "
+        "pattern='[0-9A-Za-z_\\-@.]{1,64}' placeholder='例如 manager01'></label></p>"
+        "<p><button type='submit'>以此成员身份登录</button></p></form>"
+    )
+
+
+def _oauth_page(title: str, body: str, status: int = 200) -> web.Response:
+    text = (
+        "<!doctype html><html lang='zh-CN'><head><meta charset='utf-8'>"
+        "<meta name='viewport' content='width=device-width,initial-scale=1'>"
+        f"<title>企业微信登录（替身） · {_e(title)}</title><style>{PAGE_STYLE}</style></head>"
+        f"<body><h1>企业微信登录（替身） · {_e(title)}</h1>{body}</body></html>"
+    )
+    return web.Response(text=text, status=status, content_type="text/html", charset="utf-8")
+
+
+@api("auth/getuserinfo", [WECOM], json_body=False)
+async def oauth_getuserinfo(state: StandinState, call: Call) -> JsonDict:
+    """A web-login code → the member's userid: once, within five minutes, for the corp whose
+    app token asks (anything else is 40029, "invalid code")."""
+    code = call.request.query.get("code", "")
+    if not code:
+        return _err(41008, "missing code")
+    issued = state.oauth_codes.get(code)
+    corp = call.token.owner if call.token else ""
+    if issued is None or issued.used or issued.expires_at <= time.time() or issued.corpid != corp:
+        return _err(40029, "invalid code")
+    issued.used = True
+    if issued.userid.startswith(OUTSIDER_PREFIX):
+        return {**OK, "openid": f"oOutsider{hashlib.sha256(issued.userid.encode()).hexdigest()[:20]}"}
+    return {**OK, "userid": issued.userid}
+
+
+async def oauth_config_view(request: web.Request) -> web.Response:
+    """``POST {"userid": "manager01"}``: who holds the phone from now on ("" for nobody: the
+    authorize page then asks). ``GET``: that member and the logins so far."""
+    state = request.app[STATE]
+    if request.method == "POST":
+        userid = (await _control_body(request)).get("userid", "")
+        if not isinstance(userid, str) or (userid and not USERID.fullmatch(userid)):
+            raise web.HTTPBadRequest(text="userid must be letters, digits and _-@.")
+        state.oauth_userid = userid
+    return _json({"userid": state.oauth_userid, "logins": state.oauth_log})
 
 
 # --- WeChat messages ---------------------------------------------------------------------------
@@ -1213,6 +1340,8 @@ def build_standin_app(
     r.add_post("/cgi-bin/media/upload", media_upload)
     r.add_post("/cgi-bin/message/send", wecom_send)
     r.add_post("/cgi-bin/message/update_template_card", update_template_card)
+    r.add_get("/cgi-bin/auth/getuserinfo", oauth_getuserinfo)
+    r.add_get("/connect/oauth2/authorize", oauth_authorize)
     r.add_get("/", root_view)
     r.add_get("/standin/", page_view)
     r.add_get("/standin/messages", messages_view)
@@ -1223,6 +1352,8 @@ def build_standin_app(
     r.add_post("/standin/faults", faults_view)
     r.add_post("/standin/config", config_view)
     r.add_post("/standin/click", click_view)
+    r.add_get("/standin/oauth", oauth_config_view)
+    r.add_post("/standin/oauth", oauth_config_view)
     return app
 
 
