@@ -270,10 +270,22 @@ async def ack_by_text(actor: Actor, msg: Inbound, clock: Clock, desk: WorkOrderM
 
 
 @router.on(intent="task_done", role="employee")
-async def done_by_text(
-    actor: Actor, msg: Inbound, text: str, clock: Clock, desk: WorkOrderMessages, dialog: Dialog
-) -> Reply:
-    return await _done(None, actor, action_text(text), clock, desk, dialog, msg)
+async def done_by_text(actor: Actor, msg: Inbound, text: str) -> Reply:
+    """The model reads 「空调修好了」 as done, but free text is never an order's resolution
+    by itself (「本周满意度」 once closed a group booking): the explicit 「完成 W…: …」 is
+    offered instead, one tap away. Explicit words (``DONE``), a card's 完成 and the dialog
+    that asked for the action still resolve."""
+    order = await latest_for(actor.user_id, WORKING) or await latest_for(actor.user_id, WAITING)
+    if order is None:
+        return Reply.say("你手上没有进行中的工单。", Button("我的任务"))
+    taken = action_text(text)[:60]
+    done = f"完成 {order.ref}: {taken}" if taken else f"完成 {order.ref}"
+    return Reply.say(
+        f"要把 {order.ref}（{what_text(order)} {place_text(order)}）记为完成吗？"
+        + (f"处理结果：「{taken}」" if taken else "")
+        + f"\n确认请点「完成」，或回复「完成 {order.ref}: 做了什么」。",
+        Button("完成", done), Button("我的任务"),
+    )
 
 
 @router.on(intent="my_tasks", role="employee")
