@@ -68,6 +68,8 @@ DEFAULT_CRITICAL_LINE_PCT = 50.0  # DeviceRules.brightness_critical_pct
 # The digest's projector exceptions: a health score below this (the grade 危险,
 # telemetry.health.WATCH_FROM) or a firing critical alert.
 HEALTH_EXCEPTION_BELOW = 50
+# Work-order states the rollup counts as resolved (domain.rollups.DONE).
+RESOLVED = ("resolved", "closed")
 OPEN_ITEMS_LIMIT = 50  # open work orders listed on the service page (the count is exact)
 HISTORY_LIMIT = 200  # alerts listed in a period's history (the count is exact)
 BREACHES_LIMIT = 200  # SLA breaches listed (the count is exact)
@@ -384,9 +386,11 @@ async def responses(
     if hall is not None:
         # The rollup's hall: the visit's, else the touchpoint's, else "".
         if hall:
-            q = q.filter(Q(hall=hall) | (Q(hall__isnull=True) & Q(touchpoint__hall=hall)))
+            q = q.filter(Q(hall=hall) | ((Q(hall__isnull=True) | Q(hall="")) & Q(touchpoint__hall=hall)))
         else:
-            q = q.filter(hall__isnull=True).filter(Q(touchpoint__hall__isnull=True) | Q(touchpoint__hall=""))
+            q = q.filter(Q(hall__isnull=True) | Q(hall="")).filter(
+                Q(touchpoint__hall__isnull=True) | Q(touchpoint__hall="")
+            )
     if day is not None:
         q = q.filter(visit_day=day)
     if stars is not None:
@@ -546,7 +550,7 @@ async def service(p: Period, now: datetime) -> Service:
         for g in (total, kinds[r["kind"]], teams[r["team"]], categories[r["category"]], days[r["day"]]):
             g.add(r)
         breaches.extend(
-            Breach(b.get("ref", ""), b.get("clock", ""), b.get("held_by") or "", r["cinema_id"], r["day"],
+            Breach(b.get("ref") or "", b.get("clock") or "", b.get("held_by") or "", r["cinema_id"], r["day"],
                    r["kind"], r["team"], r["category"])
             for b in r["breaches"] or ()
         )
@@ -593,8 +597,9 @@ async def work_orders(
     offset: int = 0,
 ) -> Page[WorkOrderRow]:
     """Work orders opened in the period behind a service figure, newest first. ``state``:
-    a ``State`` value, or ``active`` | ``acknowledged`` (ever acknowledged) | ``resolved``
-    (ever resolved); ``breached``: only those with an SLA breach."""
+    ``active`` | ``acknowledged`` (ever acknowledged) | ``resolved`` (resolved or closed now),
+    as the rollup counts them, else a ``State`` value; ``breached``: only those with an SLA
+    breach (an escalation on the timeline)."""
     limit, offset = _page_args(limit, offset)
     if day is not None and not p.start <= day <= p.end:
         return Page((), offset, limit, False)
@@ -605,10 +610,10 @@ async def work_orders(
             q = q.filter(**{name: value})
     if state == "active":
         q = q.filter(state__in=list(ACTIVE))
-    elif state == "acknowledged":  # as the rollup counts: a first acknowledgement (or resolve)
-        q = q.filter(id__in=_with_event(("acknowledge", "resolve")))
-    elif state == "resolved":
-        q = q.filter(id__in=_with_event(("resolve",)))
+    elif state == "acknowledged":  # as the rollup counts: ever acknowledged
+        q = q.filter(id__in=_with_event(("acknowledge",)))
+    elif state == "resolved":  # as the rollup counts: resolved or closed now
+        q = q.filter(state__in=list(RESOLVED))
     elif state is not None:
         q = q.filter(state=state)
     if breached:
