@@ -48,6 +48,7 @@ from handlers.actors import ActorDirectory
 from handlers.api import feedback as feedback_api
 from handlers.console import shell as console
 from handlers.console.context import CONSOLE, Console
+from handlers.digest_card import DigestCards
 from handlers.feedback_loop import FeedbackMessages
 from handlers.handoff import HandoffQueue
 from handlers.late_replies import LateReplies
@@ -437,6 +438,9 @@ def _scheduler(demo: bool) -> Cleanup:
                 app[SETTINGS].secret_key,
             ).invite,
             telemetry_retention_days=app[SETTINGS].telemetry_retention_days,
+            digest=DigestCards(
+                app[SETTINGS].public_url, app[SETTINGS].wecom_agent_id, app[CLOCK]
+            ).send_due,
         )
         scheduler = build_scheduler(job_ctx, demo=demo)
         scheduler.start()

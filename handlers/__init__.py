@@ -11,7 +11,7 @@ def build_router() -> Router:
     from handlers import (
         checkin, events, menu, projectors, roster, showtimes, staff, tasks, tickets, workorders,
     )
-    from handlers import alert_cards, console_link, feedback
+    from handlers import alert_cards, console_link, feedback, manager_questions
 
     root = Router("handlers")
     # Order matters: the first matching route handles a message.
@@ -25,7 +25,10 @@ def build_router() -> Router:
         projectors.router,  # 「3号厅放映机状态」「把3号厅亮度红线设为70%」: before faults and tasks
         # 「回复 W3K7Q: …」 and 「今天的满意度」 (WeCom); survey taps, QR scenes tp:… and
         # 「解决了/没有解决」 (audiences): before the task commands, work orders and events.
-        feedback.managers, feedback.router,
+        feedback.managers,
+        # 「本周满意度」「昨天卖了多少票」「日报」: figures, before any free text is read as work.
+        manager_questions.router,
+        feedback.router,
         tasks.router, workorders.router,
         feedback.requests,  # 「我要评价」「打5分」 (intent feedback), once staff commands are refused
         tickets.router, events.router, showtimes.router, menu.router

@@ -40,7 +40,8 @@ def day_text(day: date) -> str:
 
 
 def pct(share: float | None) -> str:
-    return "—" if share is None else f"{share * 100:.0f}%"
+    """0.128 → 「12.8%」, as the console writes a share (``handlers.console.widgets.percent``)."""
+    return "—" if share is None else f"{share * 100:.1f}%"
 
 
 def nps_text(score: float | None) -> str:
@@ -167,6 +168,10 @@ class DigestCards:
     def yesterday(self, now: datetime | None = None) -> date:
         """The business day before the one ``now`` (default: the clock's) belongs to."""
         return date.fromordinal(reports.today(now or self.clock.now()).toordinal() - 1)
+
+    async def send_due(self, now: datetime) -> int:
+        """The 09:00 job's run: yesterday's card to every manager who has not had it."""
+        return len((await self.send(self.yesterday(now))).sent)
 
     @staticmethod
     def key(day: date, userid: str) -> str:

@@ -3,6 +3,7 @@ bundle, not the whole app."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -35,5 +36,8 @@ class JobContext:
     desk_notify: Notify | None = None
     # Says the post-show survey invitation (jobs.feedback); None: no invitations.
     feedback_invite: Invite | None = None
+    # Records yesterday's digest card for every manager who has not had it, returns how
+    # many (jobs.digest; handlers.digest_card.DigestCards.send_due); None: no digest.
+    digest: Callable[[datetime], Awaitable[int]] | None = None
     # Days the per-minute telemetry aggregates are kept (jobs.retention).
     telemetry_retention_days: int = 30

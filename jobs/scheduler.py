@@ -7,7 +7,7 @@ import logging
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from jobs import alerts, feedback, holds, payments, retention, schedule, sla
+from jobs import alerts, digest, feedback, holds, payments, retention, schedule, sla
 from jobs.context import JobContext
 
 log = logging.getLogger(__name__)
@@ -28,6 +28,7 @@ def build_scheduler(ctx: JobContext, demo: bool = False) -> AsyncIOScheduler:
     sla.register(scheduler, ctx)
     alerts.register(scheduler, ctx)  # alert reminders, silences that end
     feedback.register(scheduler, ctx)
+    digest.register(scheduler, ctx)  # managers' digest cards, from 09:00
     retention.register(scheduler, ctx)
     schedule.register(scheduler, ctx)  # the demo cinema's rolling week, where there is one
     return scheduler
