@@ -242,6 +242,14 @@ _DRAW = (
 )
 
 
+def library() -> str:
+    """The ``<script>`` that loads ECharts (versioned, cached): put once before the charts.
+    Charts drawn before it loads wait for the page's ``load``."""
+    from handlers.console.layout import static_url
+
+    return f'<script src="{html.escape(static_url("echarts.min.js"))}"></script>'
+
+
 def render(option: Mapping[str, Any], *, height: int = 240, label: str = "",
            kind: str = "") -> str:
     """The ``<div>`` and ``<script>`` that draw ``option``; ``label`` names the chart for

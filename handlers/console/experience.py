@@ -220,7 +220,7 @@ async def render(ctx: PageContext) -> str:
                note=f"负面 {e.negative}"),
         w.tile("投诉工单", w.number(e.complaints), href=link("/rows/complaints"), key="complaints"),
     ])
-    return w.STYLE + '<div class="cb-body">' + figures + "".join([
+    return w.STYLE + charts.library() + '<div class="cb-body">' + figures + "".join([
         _trend(ctx, e),
         w.grid([_stars(ctx, e), _nps_scores(ctx, e)]),
         w.grid([_categories(ctx, "complaints", "投诉类别", e.complaint_categories, "/rows/complaints"),

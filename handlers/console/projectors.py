@@ -151,7 +151,7 @@ async def render(ctx: PageContext) -> str:
         cards = w.card("放映机", w.empty(), key="projectors")
     else:
         cards = w.grid(_projector_card(ctx, p) for p in pr.projectors)
-    return w.STYLE + '<div class="cb-body">' + figures + "".join([
+    return w.STYLE + charts.library() + '<div class="cb-body">' + figures + "".join([
         cards,
         _brightness(ctx, pr),
         _trend(ctx, pr),

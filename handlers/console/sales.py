@@ -206,7 +206,7 @@ async def render(ctx: PageContext) -> str:
                key="checked_in"),
     ])
     shows = shows_of(ctx, s)
-    return w.STYLE + '<div class="cb-body">' + figures + "".join([
+    return w.STYLE + charts.library() + '<div class="cb-body">' + figures + "".join([
         _trend(ctx, s),
         w.grid([_hall_bars(ctx, s), _heatmap(ctx, s)]),
         w.card("按影厅", w.table(halls_of(ctx, s), ctx=ctx, export="halls"), key="halls"),

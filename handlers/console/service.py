@@ -233,7 +233,7 @@ async def render(ctx: PageContext) -> str:
                colour="#f39c12" if s.open_count else ""),
     ])
     kinds, teams = kinds_of(ctx, s), teams_of(ctx, s)
-    return w.STYLE + '<div class="cb-body">' + figures + "".join([
+    return w.STYLE + charts.library() + '<div class="cb-body">' + figures + "".join([
         _trend(ctx, s),
         w.grid([_bars(ctx, "kinds", "按类型", s.by_kind, "kind"), _bars(ctx, "teams", "按班组", s.by_team, "team")]),
         w.card("按类型", w.table(kinds, ctx=ctx, export="kinds"), key="kinds-table"),
