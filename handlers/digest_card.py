@@ -135,7 +135,7 @@ def digest_card(d: Digest, cinema_name: str, url: str) -> dict[str, Any]:
         ("放映机", f"{len(d.projector_exceptions)}台异常" if d.projector_exceptions else "正常"),
     ]
     exceptions = exceptions_lines(d)
-    sub = "\n".join(exceptions) if exceptions else "昨日无超时工单，放映机均正常。"
+    sub = "\n".join(exceptions) if exceptions else "当日无超时工单，放映机均正常。"
     return {
         "card_type": "text_notice",
         "source": {"desc": f"影城日报 · {cinema_name}"},

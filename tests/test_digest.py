@@ -21,15 +21,16 @@ from domain import reports
 from domain.cinemas import Cinema
 from domain.outbox import OutboundMessage
 from domain.people import Staff, StaffRole
+from domain.workorders import WorkOrder, check_sla
 from handlers.console.auth import enter_link
-from handlers.digest_card import DigestCards
+from handlers.digest_card import DigestCards, complaints_text, satisfaction_text
 from jobs import digest as digest_job
 from jobs.context import JobContext
 from jobs.interval import run_once_per_tick
 from jobs.locks import LeaderLocks
 from jobs.scheduler import build_scheduler
 from tests.support import Desk, Standin, cinebot
-from tests.test_manager_chat import YESTERDAY, seed_sales
+from tests.test_manager_chat import YESTERDAY, audience_says, rate, seed_sales
 
 NINE_AM = datetime(2026, 11, 21, 1, 0, tzinfo=UTC)  # Saturday 09:00 in Shanghai
 TICK = digest_job.INTERVAL_S
@@ -94,6 +95,34 @@ async def test_the_card_shows_yesterdays_figures_as_the_console_does(
     html = await page.text()
     assert figure(html, "tickets") == "40" and figure(html, "revenue") == "¥1850"
     assert figure(html, "occupancy") == shown["上座率"].split("（")[0]
+
+
+async def test_the_card_tells_of_yesterdays_ratings_complaints_and_sla_breaches(
+    client: TestClient, desk: Desk, clock: Any, callbacks: Any
+) -> None:
+    clock.set(NINE_AM - timedelta(hours=13))  # Friday 20:00: yesterday evening
+    await desk.on_duty(("staff01", "floor"))
+    await audience_says(callbacks, "3号厅空调太冷了")
+    await rate(callbacks, clock, 1, 5, 10)
+    await rate(callbacks, clock, 2, 2, 3)  # a low rating opens a complaint for the manager
+    clock.advance(hours=2)  # nobody acknowledged: both orders breach their SLA
+    for order in await WorkOrder.all():
+        await check_sla(order, clock.now())
+    await desk.deliver()  # the evening's cards went out that evening
+    clock.set(NINE_AM)
+
+    await cards_for(client, clock).send(YESTERDAY)
+    await desk.deliver()
+    [card] = await digest_cards(desk, "manager01")
+    cinema = await Cinema.get(code="demo")
+    d = await reports.digest(cinema.id, YESTERDAY, clock.now())
+    assert d.responses == 2 and d.nps.score == 0 and d.csat.share == 0.5
+    assert d.complaints == 2 and d.breach_count >= 2
+    shown = rows(card)
+    assert shown["满意度"] == satisfaction_text(d) == "NPS +0 · 满意 50.0%（2份）"
+    assert shown["投诉"] == complaints_text(d) and shown["投诉"].startswith("2张：")
+    assert shown["SLA超时"] == f"{d.breach_count}次"
+    assert f"⏰ 超时 {d.breach_count} 次" in card["sub_title_text"]
 
 
 async def test_the_nine_oclock_job_sends_once_across_two_processes_and_ticks(
