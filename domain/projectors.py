@@ -19,7 +19,7 @@ from typing import Any, Protocol
 from tortoise.functions import Count, Max
 from tortoise.transactions import in_transaction
 
-from domain import audit
+from domain import audit, rollups
 from domain.devices import Projector, TelemetryRule
 
 log = logging.getLogger(__name__)
@@ -88,7 +88,14 @@ async def save_health(snapshots: list[tuple[str, int | None, dict[str, Any]]], a
         p.health_score, p.health = by_device[p.device_id]
         p.health_at = at
     if rows:
-        await Projector.bulk_update(rows, fields=["health_score", "health", "health_at"], batch_size=100)
+        async with in_transaction() as conn:
+            await Projector.bulk_update(
+                rows, fields=["health_score", "health", "health_at"], batch_size=100, using_db=conn
+            )
+            await rollups.merge_health(
+                [(p.cinema_id, p.device_id, p.health_score) for p in rows if p.health_score is not None],  # type: ignore[attr-defined]
+                at, conn,
+            )
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,5 +1,6 @@
-"""Per-minute telemetry aggregates in SQL (``domain.devices.TelemetryMinute``): merge-write,
-read a device's range (for charts), and drop what is past retention."""
+"""Per-minute telemetry aggregates in SQL (``domain.devices.TelemetryMinute``): merge-write
+(their device days, ``domain.rollups.DeviceDay``, merged in the same transaction), read a
+device's range (for charts), and drop what is past retention."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any, Protocol
 from tortoise.connection import get_connection
 from tortoise.transactions import in_transaction
 
+from domain import rollups
 from domain.devices import TelemetryMinute
 
 CHUNK = 2000
@@ -73,6 +75,7 @@ async def record_minutes(rows: Sequence[MinuteLike]) -> int:
     async with in_transaction() as conn:
         for i in range(0, len(values), CHUNK):
             await conn.execute_many(sql, values[i:i + CHUNK])
+        await rollups.merge_minutes(rows, conn)
     return len(values)
 
 

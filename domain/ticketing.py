@@ -21,7 +21,7 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
-from domain import audit
+from domain import audit, rollups
 from domain.catalog import Showtime
 from domain.cinemas import Cinema, Hall
 from domain.orders import (
@@ -567,6 +567,7 @@ async def _issue(
                 detail={"transaction_id": notice.transaction_id, "outcome": outcome},
             )
             await _set_outcome(notice, outcome, conn)
+            await rollups.refresh_show(showtime.id, conn)
             await notify(outcome, order, using=conn, tickets=tickets, showtime=showtime)
     except IntegrityError:
         # The database refuses a second active ticket for a seat: Redis had lost a sale.
@@ -752,6 +753,7 @@ async def refund_order(
             await Ticket.filter(order_id=order.id, active=True).using_db(conn).update(
                 active=None, state=TicketState.REFUNDED
             )
+            await rollups.refresh_show(showtime.id, conn)
             refunds = [
                 (
                     await Refund.create(
@@ -883,6 +885,7 @@ async def _complete_change(
             )
         if notice is not None:
             await _set_outcome(notice, "changed", conn)
+        await rollups.refresh_shows([old.showtime_id, target.id], conn)  # type: ignore[attr-defined]
         await notify("changed", new, using=conn, tickets=tickets, showtime=target, old=old,
                      refund_fen=difference)
     await inventory.settle(target.id, new.hold_id)
@@ -899,6 +902,7 @@ async def cancel_showtime(
     """The cinema cancels a show: it stops selling, and every buyer is refunded and told."""
     await Showtime.filter(id=showtime.id, cancelled_at=None).update(cancelled_at=now)
     showtime.cancelled_at = now
+    await rollups.refresh_show(showtime.id)
     await audit.record(
         entity="showtime", entity_id=showtime.id, action="cancel", actor=by, at=now,
         cinema_id=showtime.cinema_id,  # type: ignore[attr-defined]
@@ -980,6 +984,7 @@ async def _admit(
     if moved != 1:
         return "used"
     ticket.state, ticket.checked_in_at, ticket.checked_in_by = TicketState.CHECKED_IN, now, staff
+    await rollups.refresh_show(ticket.showtime_id, conn)  # type: ignore[attr-defined]
     await audit.record(
         entity="ticket", entity_id=ticket.id, action="check_in", actor=staff, at=now,
         cinema_id=cinema_id, from_state="issued", to_state="checked_in", using=conn,

@@ -27,7 +27,7 @@ from tortoise.expressions import Q
 from tortoise.models import Model
 from tortoise.transactions import in_transaction
 
-from domain import audit
+from domain import audit, rollups
 from domain.cinemas import Cinema
 from domain.people import Staff, StaffRole
 from domain.sla import BusinessHours, Clock, Mark, clocks
@@ -336,16 +336,23 @@ async def open_order(
     return order, True
 
 
+# Timeline rows that change what the console counts (opened, acknowledged, resolved, breached).
+_COUNTED = frozenset(("open", "acknowledge", "resolve", "escalate"))
+
+
 async def _event(
     order: WorkOrder, action: str, who: Who, now: datetime, before: str | None, after: str | None,
     conn: BaseDBAsyncClient, *, detail: dict[str, Any] | None = None, message_key: str | None = None,
     internal: bool = False,
 ) -> WorkOrderEvent:
-    return await WorkOrderEvent.create(
+    event = await WorkOrderEvent.create(
         work_order=order, at=now, actor=who.user_id, action=action, from_state=before,
         to_state=after, detail=detail or {}, message_key=message_key, internal=internal,
         using_db=conn,
     )
+    if action in _COUNTED or before != after:
+        await rollups.refresh_order(order, conn)
+    return event
 
 
 async def _move(

@@ -8,13 +8,13 @@ import os
 import sys
 from collections.abc import Sequence
 
-from bot.cli import chat, console, digest, nlu, outbox, qr, roster, server, showtime, staff, telemetry
+from bot.cli import chat, console, digest, nlu, outbox, qr, roster, rollups, server, showtime, staff, telemetry
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cinebot", description="影城微信/企业微信运营机器人")
     sub = parser.add_subparsers(dest="command", required=True)
-    for group in (server, staff, showtime, roster, outbox, nlu, chat, telemetry, qr, console, digest):
+    for group in (server, staff, showtime, roster, outbox, nlu, chat, telemetry, qr, console, digest, rollups):
         group.register(sub)
     return parser
 
