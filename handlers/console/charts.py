@@ -110,8 +110,8 @@ def line(
     if right:
         second: dict[str, Any] = {"type": "value", "name": right_name, "nameGap": 8, "splitNumber": 4,
                                   "nameTextStyle": {"align": "right"}, "splitLine": {"show": False}}
-        if right_max is not None:
-            second["max"] = right_max
+        if right_max is not None:  # a fixed scale: ticks at quarters, none crowded at the top
+            second.update(min=0, max=right_max, interval=right_max / 4)
         y_axes = [y_axis, second]
     names = [*series, *(right or {})]
     option = _base(
@@ -154,6 +154,8 @@ def bars(
     category_axis: dict[str, Any] = {"type": "category", "data": list(categories),
                                      "axisLabel": {"hideOverlap": True}}
     value_axis: dict[str, Any] = {"type": "value", "splitNumber": 4}
+    if not percent:
+        value_axis["minInterval"] = 1  # counts: no 0.5 tickets
     if percent:
         value_axis["axisLabel"] = {"formatter": "{value}%"}
     if horizontal and value_labels:

@@ -244,7 +244,7 @@ def _trend(ctx: PageContext, e: reports.Experience) -> str:
         labels,
         {"NPS": [None if g.nps.score is None else round(g.nps.score, 1) for g in days]},
         right={"满意度%": [None if g.csat.share is None else round(g.csat.share * 100, 1) for g in days]},
-        right_name="%", y_name="NPS", right_max=100,
+        right_name="%", y_name="NPS", right_max=100, y_min=-100, y_max=100,
         links=[ctx.link("/rows/responses", day=g.key) if g.responses else None for g in days],
     )
     return w.card("每日趋势", charts.render(option, height=240, label="每日 NPS 与满意度"),
