@@ -44,6 +44,7 @@ from domain.workorders import (
     my_tasks,
     on_duty,
 )
+from handlers.manager_questions import parse as is_question
 from handlers.reference import ReferenceData
 from handlers.workorder_messages import (
     WAITING,
@@ -210,8 +211,8 @@ async def done_answered(
     actor: Actor, msg: Inbound, text: str, intent: str | None, pending_data: dict[str, Any],
     clock: Clock, desk: WorkOrderMessages, dialog: Dialog,
 ) -> Reply | None:
-    if intent in NOT_AN_ANSWER or TRANSFER.match(text) or ACK.match(text):
-        return None  # another request: routed normally, the question kept
+    if intent in NOT_AN_ANSWER or TRANSFER.match(text) or ACK.match(text) or is_question(text):
+        return None  # another request (「本周满意度」 too): routed normally, the question kept
     order = await WorkOrder.get_or_none(id=pending_data.get("order"))
     if order is None:
         return Reply.say("没有找到这张工单。")

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from bot.wechat.chatclient import event_xml, next_msg_id, text_xml
+from bot.wechat.chatclient import card_event_xml, event_xml, next_msg_id, text_xml
 from domain import reports, rollups
 from domain.catalog import Film, Showtime
 from domain.cinemas import Cinema, Hall
@@ -131,6 +131,27 @@ async def test_free_text_the_model_reads_as_done_asks_before_resolving(
     assert "已完成" in done
     await order.refresh_from_db()
     assert order.state == State.RESOLVED and order.action == "空调修好了"
+
+
+async def test_a_question_while_a_card_asks_what_was_done_is_answered_and_the_question_kept(
+    callbacks: Any, desk: Desk
+) -> None:
+    """The dialog that asked 「做了什么处理？」 takes the answer, but not a question."""
+    await desk.on_duty(("manager01", "management"))
+    told = await audience_says(callbacks, "想包场看电影，大概50人，电话13800138000")
+    order = await WorkOrder.get(ref=REF.search(told).group(1))  # type: ignore[union-attr]
+    await desk.deliver()
+    [card] = await desk.cards("manager01")
+    status, asked = await callbacks.wecom_post(card_event_xml(await desk.click("manager01", card, "完成")))
+    assert status == 200 and "做了什么处理" in asked["Content"]
+
+    answer = await staff_says(callbacks, "manager01", "本周满意度")
+    assert "顾客满意度" in answer or "还没有顾客评价" in answer
+    await order.refresh_from_db()
+    assert order.state == State.ASSIGNED
+    await staff_says(callbacks, "manager01", "已电话联系顾客，安排周五晚场")  # the answer, still awaited
+    await order.refresh_from_db()
+    assert order.state == State.RESOLVED and order.action == "已电话联系顾客，安排周五晚场"
 
 
 # --- the questions ---------------------------------------------------------------------------------
