@@ -73,6 +73,8 @@ TRANSFER = re.compile(
 )
 OFFER = re.compile(r"^\s*(?P<ref1>W[2-9A-HJKMNP-Z]{5})?\s*(?:转派|转给|转交)\s*(?P<ref>W[2-9A-HJKMNP-Z]{5})?\s*$")
 SHOW = re.compile(r"^\s*(?:查看?\s*)?(?P<ref>W[2-9A-HJKMNP-Z]{5})\s*(?:进度|怎么样了|状态|详情)?\s*$")
+# 「解决了吗？」 asks; it does not say the order is done (nor that its action was 「吗」).
+ASKING = re.compile(r"(?:吗|么|嘛|没|没有|了吗|没有呢|呢)?\s*[?？]*")
 MINE = re.compile(r"^\s*(?:我的(?:任务|工单)|任务列表|工单列表)\s*$")
 DONE_PREFIX = re.compile(
     r"^\s*(?:已处理|处理好了|处理完了|处理完毕|已完成|完成了|完成|搞定了|搞定|已解决|解决了)?\s*"
@@ -111,13 +113,18 @@ def _command(update: Update) -> dict[str, Any] | None:
         return {"command": "offer", "ref": m.group("ref") or m.group("ref1"), "rest": ""}
     if m := TRANSFER.match(text):
         return {"command": "fwd", "ref": m.group("ref"), "rest": m.group("to")}
-    if m := DONE.match(text):
+    if (m := DONE.match(text)) and not asking(m.group("rest")):
         return {"command": "done", "ref": m.group("ref"), "rest": m.group("rest").strip()}
     if m := SHOW.match(text):
         return {"command": "show", "ref": m.group("ref"), "rest": ""}
     if MINE.match(text):
         return {"command": "mine", "ref": None, "rest": ""}
     return None
+
+
+def asking(rest: str) -> bool:
+    rest = rest.strip()
+    return bool(rest) and bool(ASKING.fullmatch(rest))
 
 
 def action_text(text: str) -> str:

@@ -126,6 +126,9 @@ async def test_free_text_the_model_reads_as_done_asks_before_resolving(
     asked = await staff_says(callbacks, "staff01", "空调修好了")
     await order.refresh_from_db()
     assert order.state == State.ACKNOWLEDGED
+    await staff_says(callbacks, "staff01", "解决了吗？")  # a question, not 「解决了」 with the action 「吗」
+    await order.refresh_from_db()
+    assert order.state == State.ACKNOWLEDGED
     assert f"完成 {order.ref}: 空调修好了" in asked  # the button: one tap resolves it
     done = await staff_says(callbacks, "staff01", f"完成 {order.ref}: 空调修好了")
     assert "已完成" in done
