@@ -717,7 +717,7 @@ async def _rebuild_devices(conn: BaseDBAsyncClient, cinema_id: int | None) -> in
             '"n" = EXCLUDED."n", "vmin" = EXCLUDED."vmin", "vmax" = EXCLUDED."vmax", "vsum" = EXCLUDED."vsum", '
             '"vlast" = EXCLUDED."vlast", "last_at" = EXCLUDED."last_at"'
         )
-    written, _ = await conn.execute_query(
+    await conn.execute_query(
         _sql(
             conn,
             'INSERT INTO "device_day" ("cinema_id","device_id","day","metric","n","vmin","vmax","vsum","vlast","last_at") '
@@ -725,7 +725,9 @@ async def _rebuild_devices(conn: BaseDBAsyncClient, cinema_id: int | None) -> in
         ),
         args,
     )
-    return int(written or 0)
+    # The driver's row count of an INSERT … SELECT differs (asyncpg: none): count instead.
+    kept = DeviceDay.exclude(metric=HEALTH)
+    return await (kept if cinema_id is None else kept.filter(cinema_id=cinema_id)).using_db(conn).count()
 
 
 REBUILDS = (
