@@ -64,3 +64,14 @@ async def test_staff_member_is_greeted_by_name_and_stranger_is_refused(callbacks
         text_xml("ww_corp", "stranger9", "你好", next_msg_id(), 1000002)
     )
     assert status == 200 and "还没有开通" in reply["Content"]
+
+
+def test_a_news_reply_shows_its_link_in_the_terminal() -> None:
+    # A terminal cannot tap a card: the link a WeChat/WeCom news reply opens is printed.
+    from bot.wechat.chatclient import describe_sent
+
+    reply = {"MsgType": "news", "Articles": {"item": [
+        {"Title": "影城看板", "Description": "点击进入", "Url": "http://x/console/enter?t=a"}]}}
+    assert render_for_terminal(reply) == "📰 影城看板 — 点击进入 <http://x/console/enter?t=a>"
+    sent = {"payload": {"msgtype": "news", "news": {"articles": [{"title": "影城看板", "url": "http://x/c"}]}}}
+    assert "<http://x/c>" in describe_sent(sent)

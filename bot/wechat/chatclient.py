@@ -166,7 +166,12 @@ def render_for_terminal(reply: dict[str, Any] | None) -> str:
     if reply.get("MsgType") == "news":
         items = reply.get("Articles", {}).get("item", [])
         items = items if isinstance(items, list) else [items]
-        return "\n".join(f"📰 {i.get('Title', '')} — {i.get('Description', '')}" for i in items)
+        # The terminal has nothing to tap: the article's link is shown as text.
+        return "\n".join(
+            f"📰 {i.get('Title', '')} — {i.get('Description', '')}"
+            + (f" <{i['Url']}>" if i.get("Url") else "")
+            for i in items
+        )
     content = str(reply.get("Content", ""))
     for pattern in (_LINK, _LINK_RAW):
         content = pattern.sub(lambda m: f"[{html.unescape(m.group(2))}]", content)
@@ -247,7 +252,10 @@ def describe_sent(message: dict[str, Any]) -> str:
     if kind == "textcard":
         return f"🗂 {body.get('title', '')}\n{body.get('description', '')}"
     if kind == "news":
-        return "\n".join(f"📰 {a.get('title', '')}" for a in body.get("articles", []))
+        return "\n".join(
+            f"📰 {a.get('title', '')}" + (f" <{a['url']}>" if a.get("url") else "")
+            for a in body.get("articles", [])
+        )
     if kind == "template_card":
         lines = [f"🃏 {(body.get('main_title') or {}).get('title', '')}"]
         desc = (body.get("main_title") or {}).get("desc")
