@@ -194,7 +194,7 @@ async def seed(cinemas: int, days: int, scale: float, minute_days: int | None, s
              f AS (SELECT array_agg(id ORDER BY id) AS ids, array_agg(title ORDER BY id) AS titles FROM film)
         INSERT INTO feedback_response (cinema_id, touchpoint_id, visitor, visit_day, channel, film_id, film_title,
             hall, stars, nps, aspects, comment, category, sentiment, priority, follow_up, edits, created_at, updated_at)
-        SELECT c.id, c.tp, 'v-' || g, DATE '{first}' + (g * 7919 % {days}), 'chat',
+        SELECT c.id, c.tp, 'v-' || g, DATE '{first}' + ((g::bigint * 7919) % {days})::int, 'chat',
                f.ids[1 + g % array_length(f.ids, 1)], f.titles[1 + g % array_length(f.ids, 1)],
                h.names[1 + g % array_length(h.names, 1)],
                CASE WHEN g % 10 < 5 THEN 5 WHEN g % 10 < 8 THEN 4 WHEN g % 10 = 8 THEN 3 ELSE 1 + g % 2 END,
@@ -204,8 +204,8 @@ async def seed(cinemas: int, days: int, scale: float, minute_days: int | None, s
                CASE WHEN g % 4 = 0 THEN (ARRAY['temperature','seat','sound','cleanliness','staff'])[1 + g % 5] END,
                CASE WHEN g % 4 = 0 THEN (ARRAY['neg','neu','pos'])[1 + g % 3] END,
                'P3', 'none', 0,
-               (DATE '{first}' + (g * 7919 % {days}))::timestamp AT TIME ZONE 'Asia/Shanghai' + interval '21 hours',
-               (DATE '{first}' + (g * 7919 % {days}))::timestamp AT TIME ZONE 'Asia/Shanghai' + interval '21 hours'
+               (DATE '{first}' + ((g::bigint * 7919) % {days})::int)::timestamp AT TIME ZONE 'Asia/Shanghai' + interval '21 hours',
+               (DATE '{first}' + ((g::bigint * 7919) % {days})::int)::timestamp AT TIME ZONE 'Asia/Shanghai' + interval '21 hours'
         FROM generate_series(1, {n_ratings}) AS g
         JOIN c ON c.i = g % (SELECT COUNT(*) FROM cinema)
         CROSS JOIN h CROSS JOIN f
@@ -227,7 +227,7 @@ async def seed(cinemas: int, days: int, scale: float, minute_days: int | None, s
                (ARRAY['engineering','floor','management'])[1 + g % 3], 'staff01', '[]',
                CASE WHEN g % 10 < 8 THEN 'resolved' WHEN g % 10 = 8 THEN 'acknowledged' ELSE 'assigned' END,
                '', '',
-               (DATE '{first}' + (g * 7919 % {days}))::timestamp AT TIME ZONE 'Asia/Shanghai'
+               (DATE '{first}' + ((g::bigint * 7919) % {days})::int)::timestamp AT TIME ZONE 'Asia/Shanghai'
                    + interval '10 hours' + (g % 600) * interval '1 minute',
                now(), 3
         FROM generate_series(1, {n_orders}) AS g JOIN c ON c.i = g % (SELECT COUNT(*) FROM cinema)
