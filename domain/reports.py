@@ -31,7 +31,7 @@ import math
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from itertools import chain, repeat
 from typing import Any, Generic, TypeVar
 
@@ -40,7 +40,7 @@ from tortoise.functions import Count
 
 from domain.catalog import Film, Showtime
 from domain.cinemas import Hall
-from domain.days import SHANGHAI, business_day, day_bounds
+from domain.days import DAY_ENDS, SHANGHAI, business_day, day_bounds
 from domain.devices import AlertRecord, Projector, TelemetryRule
 from domain.feedback import FeedbackResponse, Nps, csat_of, median, nps_of, wilson
 from domain.orders import Ticket, TicketState
@@ -370,13 +370,15 @@ async def responses(
     stars: int | None = None,
     nps: str | None = None,
     with_comment: bool = False,
+    category: str | None = None,
     limit: int = 50,
     offset: int = 0,
 ) -> Page[ResponseRow]:
     """The ratings behind an experience figure, newest first. ``film_id`` 0 and ``hall`` ""
-    mean "unknown"; ``nps`` is ``promoter`` | ``passive`` | ``detractor``; ``mask`` hides
-    phone numbers (the caller passes ``bot.infra.logs.mask_phone``: the domain does not
-    import ``bot``)."""
+    mean "unknown"; ``nps`` is ``promoter`` | ``passive`` | ``detractor``; ``category``: the
+    comments of one topic (a comment category, as ``Experience.comment_categories``);
+    ``mask`` hides phone numbers (the caller passes ``bot.infra.logs.mask_phone``: the
+    domain does not import ``bot``)."""
     limit, offset = _page_args(limit, offset)
     q = FeedbackResponse.filter(
         cinema_id__in=list(p.cinema_ids), visit_day__gte=p.start, visit_day__lte=p.end
@@ -400,8 +402,10 @@ async def responses(
         if nps not in ranges:
             raise ReportError("nps 应为 promoter|passive|detractor")
         q = q.filter(nps__gte=ranges[nps][0], nps__lte=ranges[nps][1])
-    if with_comment:
+    if with_comment or category is not None:
         q = q.exclude(comment="")
+    if category is not None:
+        q = q.filter(category=category)
     rows = await q.order_by("-updated_at", "-id").offset(offset).limit(limit + 1).values(
         "id", "cinema_id", "visit_day", "updated_at", "film_id", "film_title", "hall", "touchpoint__hall",
         "stars", "nps", "comment", "phone", "category", "sentiment", "work_order_id",
@@ -416,9 +420,11 @@ async def responses(
     ], offset, limit)
 
 
-async def comments(p: Period, *, mask: Callable[[str], str], limit: int = 20, offset: int = 0) -> Page[ResponseRow]:
-    """Verbatim comments, newest first, masked."""
-    return await responses(p, mask=mask, with_comment=True, limit=limit, offset=offset)
+async def comments(
+    p: Period, *, mask: Callable[[str], str], category: str | None = None, limit: int = 20, offset: int = 0,
+) -> Page[ResponseRow]:
+    """Verbatim comments, newest first, masked (``category``: of one topic only)."""
+    return await responses(p, mask=mask, with_comment=True, category=category, limit=limit, offset=offset)
 
 
 # --- service --------------------------------------------------------------------------------------
@@ -888,18 +894,32 @@ async def tickets(
     hall_id: int | None = None,
     film_id: int | None = None,
     state: str | None = None,
+    weekday: int | None = None,
+    hour: int | None = None,
     limit: int = 50,
     offset: int = 0,
 ) -> Page[TicketRow]:
     """Tickets of the shows of the period (or one show / day / hall / film), by show start
-    then seat. ``state``: a ticket state, or ``standing`` (issued or checked in)."""
+    then seat. ``state``: a ticket state, or ``standing`` (issued or checked in).
+    ``weekday`` (0 = Monday, of the business day) and ``hour`` (the show's local start
+    hour, 0..23): the shows of one cell of :attr:`Sales.heatmap`."""
     limit, offset = _page_args(limit, offset)
+    if weekday is not None and not 0 <= weekday <= 6:
+        raise ReportError("weekday 应为 0–6")
+    if hour is not None and not 0 <= hour <= 23:
+        raise ReportError("hour 应为 0–23")
     if day is not None and not p.start <= day <= p.end:
         return Page((), offset, limit, False)
-    start, end = day_bounds(day) if day is not None else _bounds(p)
-    q = Ticket.filter(
-        showtime__cinema_id__in=list(p.cinema_ids), showtime__starts_at__gte=start, showtime__starts_at__lt=end
-    )
+    days = (day,) if day is not None else p.days
+    windows = [w for d in days if weekday is None or d.weekday() == weekday for w in _start_windows(d, hour)]
+    if not windows:
+        return Page((), offset, limit, False)
+    q = Ticket.filter(showtime__cinema_id__in=list(p.cinema_ids))
+    if len(windows) == 1 or (weekday is None and hour is None):
+        q = q.filter(showtime__starts_at__gte=windows[0][0], showtime__starts_at__lt=windows[-1][1])
+    else:  # one start-time window per matching day: ≤ MAX_DAYS ranges, each on the index
+        q = q.filter(Q(*(Q(showtime__starts_at__gte=lo, showtime__starts_at__lt=hi) for lo, hi in windows),
+                       join_type="OR"))
     if showtime_id is not None:
         q = q.filter(showtime_id=showtime_id)
     if hall_id is not None:
@@ -922,6 +942,17 @@ async def tickets(
         )
         for r in rows
     ], offset, limit)
+
+
+def _start_windows(day: date, hour: int | None) -> tuple[tuple[datetime, datetime], ...]:
+    """The UTC instants [lo, hi) in which a show of business day ``day`` starts (at local
+    ``hour``, if given: 00–02 o'clock is the next calendar morning, still this day's)."""
+    start, end = day_bounds(day)
+    if hour is None:
+        return ((start, end),)
+    local_day = day + timedelta(days=1) if hour < DAY_ENDS.seconds // 3600 else day
+    lo = datetime.combine(local_day, time(hour), SHANGHAI).astimezone(UTC)
+    return ((lo, lo + timedelta(hours=1)),)
 
 
 # --- projectors -------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import html
 import io
+import json
 import re
 import secrets
 from collections.abc import Callable
@@ -21,10 +22,11 @@ import openpyxl
 import pytest
 from aiohttp.test_utils import TestClient
 
+from bot.infra.logs import mask_phone
 from domain import rollups
 from domain.catalog import Showtime
 from domain.cinemas import Cinema
-from domain.days import business_day
+from domain.days import SHANGHAI, business_day, day_bounds
 from domain.feedback import FeedbackResponse
 from domain.orders import Order, OrderState, Ticket, TicketState
 from domain.pricing import format_fen
@@ -143,6 +145,93 @@ async def test_a_manager_reads_sales_that_match_the_tickets_sold(
     shows = await console.get("/console/sales/export/shows.csv?range=today")
     table = list(csv.DictReader(io.StringIO((await shows.read()).decode("utf-8-sig"))))
     assert sorted(r["售票"] for r in table if r["售票"] not in ("0", "")) == ["2", "4"]
+
+
+def chart_options(page: str) -> dict[str, dict[str, Any]]:
+    """Each chart's ECharts option on ``page``, by its label."""
+    found = re.findall(r'aria-label="([^"]*)"[^>]*></div><script>\(function\(\)\{var el=document\.getElementById'
+                       r'\("[^"]+"\),opt=(.*?);function draw\(\)', page)
+    return {html.unescape(label): json.loads(opt) for label, opt in found}
+
+
+async def test_every_heatmap_cell_links_to_the_tickets_of_its_shows(
+    console: TestClient, login_as: LoginAs, clock: FakeClock  # noqa: F811
+) -> None:
+    data = await seed(clock.now())
+    # Worked out from the tickets sold: standing tickets per (weekday of the business day,
+    # local start hour) of their show.
+    want: dict[tuple[int, int], int] = {}
+    for show, seats, _, state in data["sold"]:
+        if state in (TicketState.ISSUED, TicketState.CHECKED_IN):
+            cell = (business_day(show.starts_at).weekday(), show.starts_at.astimezone(SHANGHAI).hour)
+            want[cell] = want.get(cell, 0) + len(seats)
+    await login_as(console, "manager01")
+    page = await (await console.get("/console/sales?range=7d")).text()
+    heat = chart_options(page)["上座率热力图"]
+    hours = [int(h.rstrip("点")) for h in heat["xAxis"]["data"]]
+    linked = {}
+    for point in heat["series"][0]["data"]:
+        if isinstance(point, dict) and point.get("url"):
+            x, y, _ = point["value"]
+            linked[(y, hours[x])] = point["url"]
+    assert set(linked) == set(want)
+    for (weekday, hour), url in linked.items():
+        assert f"weekday={weekday}" in url and f"hour={hour}" in url and "range=7d" in url
+        rows = await console.get(url)
+        assert rows.status == 200, url
+        text = await rows.text()
+        assert text.count("<tr>") - 1 == want[(weekday, hour)], url
+        assert text.count(f" {hour:02d}:") >= want[(weekday, hour)]  # every row starts at that hour
+    for bad in ("weekday=7", "hour=24", "hour=x"):
+        assert (await console.get(f"/console/sales/rows/tickets?{bad}")).status == 400, bad
+
+
+async def test_the_per_show_table_shows_twenty_and_links_to_all(
+    console: TestClient, login_as: LoginAs, clock: FakeClock  # noqa: F811
+) -> None:
+    await seed(clock.now())
+    cinema = await Cinema.get(code="demo")
+    lo, hi = day_bounds(business_day(clock.now()))
+    n = await Showtime.filter(cinema_id=cinema.id, starts_at__gte=lo, starts_at__lt=hi).count()
+    assert n > 20, "the demo schedules more than 20 shows a day"
+    await login_as(console, "manager01")
+    page = await (await console.get("/console/sales?range=today")).text()
+    block = page.split('data-block="shows"', 1)[1].split("</section>", 1)[0]
+    assert block.split("<tbody>", 1)[1].split("</tbody>", 1)[0].count("<tr>") == 20
+    more = re.search(r'<a class="cb-btn" href="([^"]+)" data-more>查看全部 (\d+) 场</a>', block)
+    assert more and int(more.group(2)) == n
+    every = await (await console.get(html.unescape(more.group(1)))).text()
+    assert every.count("<tr>") - 1 == n
+    export = await console.get("/console/sales/export/shows.csv?range=today")
+    assert len(list(csv.DictReader(io.StringIO((await export.read()).decode("utf-8-sig"))))) == n
+
+
+async def test_each_comment_topic_links_to_its_comments(
+    console: TestClient, login_as: LoginAs, clock: FakeClock  # noqa: F811
+) -> None:
+    await seed(clock.now())
+    loud = await FeedbackResponse.get(comment="太吵")
+    await FeedbackResponse.filter(id=loud.id).update(category="sound")
+    await rollups.refresh_response(loud.id)
+    want: dict[str, set[str]] = {}
+    for r in await FeedbackResponse.filter(comment__not="", category__not_isnull=True):
+        want.setdefault(r.category, set()).add(r.comment)
+    assert {k: len(v) for k, v in want.items()} == {"temperature": 2, "sound": 1}
+    await login_as(console, "manager01")
+    page = await (await console.get("/console/experience?range=today")).text()
+    block = page.split('data-block="topics"', 1)[1].split("</section>", 1)[0]
+    links = {html.unescape(h) for h in re.findall(r'<a href="([^"]*/rows/comments[^"]*)"', block)}
+    assert len(links) == 2
+    for href in links:
+        category = re.search(r"category=(\w+)", href).group(1)  # type: ignore[union-attr]
+        text = html.unescape(await (await console.get(href)).text())
+        assert text.count("<tr>") - 1 == len(want[category]), href
+        for comment in want[category]:
+            assert mask_phone(comment) in text
+        for other, comments in want.items():
+            if other != category:
+                assert not any(mask_phone(c) in text for c in comments)
+    assert (await console.get("/console/experience/rows/comments?category=nope")).status == 400
 
 
 async def test_staff_and_engineers_never_see_revenue(

@@ -210,6 +210,54 @@ async def test_the_tickets_behind_a_figure(world: World) -> None:
     assert [t.seat for t in rest.rows] == ["1-3", "1-1"] and not rest.more
 
 
+async def test_the_tickets_of_a_heatmap_cell_by_weekday_and_local_start_hour(world: World) -> None:
+    s = world.shows
+    extra = {
+        "late": await _show(world.c1, world.h2, world.f2, local(WEEK_AGO, 1, 30, next_day=True)),  # Sat 01:30
+        "sat19": await _show(world.c1, world.h2, world.f2, local(WEEK_AGO + timedelta(days=1), 19, 45)),
+    }
+    shows = [s["s1"], s["s2"], s["s3"], s["s5"], s["x1"], *extra.values()]
+    for i, show in enumerate(shows):
+        for j in range(2):
+            order = await Order.create(
+                no=f"H{i}{j}", cinema_id=show.cinema_id, showtime=show, openid=f"o{i}", state=OrderState.ISSUED,  # type: ignore[attr-defined]
+                hold_id=f"h{i}{j}", seats=[f"1-{j + 1}"], quote=[], amount_fen=1000, paid_fen=1000,
+                expires_at=NOW, created_at=NOW, paid_at=NOW,
+            )
+            await Ticket.create(order=order, showtime=show, seat=f"1-{j + 1}", price_fen=1000, secret=f"h{i}{j}",
+                                state=TicketState.ISSUED, active=True)
+    p = one(world, WEEK_AGO, DAY)
+
+    def cell(show: Showtime) -> tuple[int, int]:
+        # Worked out here from the show's start, as a person reads a timetable: a show after
+        # midnight but before 03:00 belongs to the evening before (its weekday), at its own hour.
+        at = show.starts_at.astimezone(SHANGHAI)
+        evening = (at - timedelta(days=1)).date() if at.hour < 3 else at.date()
+        return evening.weekday(), at.hour
+
+    in_period = [x for x in shows if x.cinema_id == world.c1.id]  # type: ignore[attr-defined]
+    assert {cell(x) for x in in_period} == {(4, 19), (4, 1), (4, 14), (5, 19)}  # Fri 19/01/14, Sat 19
+    heat = [(c.weekday, c.hour) for c in (await rp.sales(p, NOW)).heatmap if c.tickets]
+    assert heat
+    for weekday, hour in heat:
+        got = await rp.tickets(p, weekday=weekday, hour=hour, state="standing", limit=200)
+        want = sorted(x.id for x in in_period if cell(x) == (weekday, hour))
+        assert sorted({t.showtime_id for t in got.rows}) == want, (weekday, hour)
+        assert len(got.rows) == 2 * len(want)
+    fridays = await rp.tickets(p, weekday=4, hour=19, limit=200)  # s1 on the 20th and s5 on the 13th
+    assert sorted({t.showtime_id for t in fridays.rows}) == sorted([s["s1"].id, s["s5"].id])
+    late = await rp.tickets(p, weekday=4, hour=1, limit=200)  # 01:30 on Saturdays: Friday evenings' shows
+    assert sorted({t.showtime_id for t in late.rows}) == sorted([s["s2"].id, extra["late"].id])
+    assert [t.showtime_id for t in (await rp.tickets(p, weekday=5, limit=200)).rows] == [extra["sat19"].id] * 2
+    assert len((await rp.tickets(p, hour=14, limit=200)).rows) == 2
+    assert (await rp.tickets(p, weekday=0, hour=19)).rows == ()
+    assert (await rp.tickets(one(world), weekday=5, hour=19)).rows == ()  # the 20th is a Friday
+    assert (await rp.tickets(p, weekday=4, hour=19, day=WEEK_AGO)).rows[0].showtime_id == s["s5"].id
+    for bad in ({"weekday": 7}, {"hour": 24}, {"hour": -1}):
+        with pytest.raises(rp.ReportError):
+            await rp.tickets(p, **bad)
+
+
 # --- experience --------------------------------------------------------------------------------------
 
 
@@ -316,6 +364,12 @@ async def test_the_ratings_behind_a_figure_newest_first_and_masked(world: World)
     assert [r.id for r in (await rp.responses(p, mask=mask, nps="passive")).rows] == [c.id]
     assert [r.id for r in (await rp.comments(p, mask=mask)).rows] == [c.id, b.id]
     assert [r.id for r in (await rp.comments(p, mask=mask, limit=1, offset=1)).rows] == [b.id]
+    await FeedbackResponse.filter(id=b.id).update(category="sound")
+    await FeedbackResponse.filter(id=c.id).update(category="seat")
+    await FeedbackResponse.filter(id=a.id).update(category="sound")  # no comment: no topic's row
+    assert [r.id for r in (await rp.comments(p, mask=mask, category="sound")).rows] == [b.id]
+    assert [r.id for r in (await rp.responses(p, mask=mask, category="seat")).rows] == [c.id]
+    assert (await rp.comments(p, mask=mask, category="picture")).rows == ()
     with pytest.raises(rp.ReportError):
         await rp.responses(p, mask=mask, nps="fan")
 

@@ -185,14 +185,13 @@ async def responses_rows(ctx: PageContext) -> Table:
 
 
 async def comments_rows(ctx: PageContext) -> Table:
-    page = await reports.comments(params.period(ctx), mask=mask_phone, limit=reports.PAGE_LIMIT,
-                                  offset=_offset(ctx, reports.PAGE_LIMIT))
-    rows = _response_rows(page.rows)
-    category = ctx.query.get("category")
-    if category:  # the comments of one topic (the reports page them all; the filter is a view)
-        label = CATEGORY_LABELS.get(category, category)
-        rows = [r for r in rows if r["category"] == label]
-    return Table("comments", paged_title("评论原文", page), RESPONSE_COLUMNS, rows)
+    """The comments of the period, newest first, of one topic (``category``, a comment
+    category) if given; ``page``."""
+    category = params.choice(ctx, "category", CATEGORY_LABELS)
+    page = await reports.comments(params.period(ctx), mask=mask_phone, category=category,
+                                  limit=reports.PAGE_LIMIT, offset=_offset(ctx, reports.PAGE_LIMIT))
+    title = f"评论原文 · {CATEGORY_LABELS[category]}" if category else "评论原文"
+    return Table("comments", paged_title(title, page), RESPONSE_COLUMNS, _response_rows(page.rows))
 
 
 async def complaints_rows(ctx: PageContext) -> Table:

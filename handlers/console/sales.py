@@ -23,7 +23,7 @@ from handlers.console.service import offset, paged_title
 WEEKDAYS = ("周一", "周二", "周三", "周四", "周五", "周六", "周日")
 TICKET_STATES = ("issued", "checked_in", "refunded", "changed", "standing")
 TICKET_STATE_LABELS = {"issued": "已出票", "checked_in": "已检票", "refunded": "已退票", "changed": "已改签"}
-SHOWS_ON_PAGE = 30
+SHOWS_ON_PAGE = 20  # the per-show table on the page; 「查看全部 N 场」 opens them all
 
 
 def _managers_only(fn: Callable[[PageContext], Awaitable[Any]]) -> Callable[[PageContext], Awaitable[Any]]:
@@ -163,12 +163,14 @@ TICKET_COLUMNS = (
 @_managers_only
 async def tickets_rows(ctx: PageContext) -> Table:
     """The tickets behind a figure: ``show`` (a showtime id), ``day``, ``hall`` (hall id),
-    ``film`` (film id), ``state`` (a ticket state or ``standing``); ``page``."""
+    ``film`` (film id), ``state`` (a ticket state or ``standing``), ``weekday`` (0 =
+    Monday) and ``hour`` (local start hour: a heatmap cell); ``page``."""
     page = await reports.tickets(
         params.period(ctx),
         showtime_id=params.integer(ctx, "show"), day=params.day(ctx),
         hall_id=params.integer(ctx, "hall"), film_id=params.integer(ctx, "film"),
         state=params.choice(ctx, "state", TICKET_STATES),
+        weekday=params.integer(ctx, "weekday", maximum=6), hour=params.integer(ctx, "hour", maximum=23),
         limit=reports.PAGE_LIMIT, offset=offset(ctx),
     )
     rows = [
@@ -212,7 +214,8 @@ async def render(ctx: PageContext) -> str:
         w.card("按影厅", w.table(halls_of(ctx, s), ctx=ctx, export="halls"), key="halls"),
         w.card("按影片", w.table(films_of(ctx, s), ctx=ctx, export="films"), key="films"),
         w.card("每场上座", w.table(shows, ctx=ctx, export="shows", limit=SHOWS_ON_PAGE,
-                                    more_href=link("/rows/shows")),
+                                    more_href=link("/rows/shows"),
+                                    more_text=f"查看全部 {len(shows.rows)} 场"),
                note=f"共 {len(shows.rows)} 场", key="shows"),
         _presale(ctx, s),
         w.card("按日", w.table(days_of(ctx, s), ctx=ctx, export="days"), key="days"),
@@ -256,6 +259,8 @@ def _heatmap(ctx: PageContext, s: reports.Sales) -> str:
     option = charts.heatmap(
         [f"{h}点" for h in hours], list(WEEKDAYS),
         [(c.hour - first, c.weekday, _pct(c.occupancy)) for c in cells],
+        links=[ctx.link("/rows/tickets", weekday=str(c.weekday), hour=str(c.hour), state="standing")
+               if c.tickets else None for c in cells],
     )
     return w.card("上座率：时段 × 星期", charts.render(option, height=300, label="上座率热力图"),
                   note="按开场时间", key="heatmap")

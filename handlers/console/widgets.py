@@ -51,6 +51,7 @@ color:#2f7ed8;text-decoration:none;background:#fff}
 .cb-spark{width:120px;max-width:100%}
 .cb-badge{display:inline-block;padding:1px 8px;border-radius:10px;color:#fff;font-size:12px}
 .cb-muted{color:#888;font-size:12px}
+.cb-more{margin:8px 0 0;display:flex;gap:8px;align-items:center;flex-wrap:wrap}
 .cb-pager{display:flex;gap:12px;justify-content:center;margin:8px 0 0;font-size:13px}
 .cb-quote{margin:0;padding:8px 0;border-bottom:1px solid #eee;font-size:14px}
 .cb-quote:last-child{border-bottom:0}
@@ -188,10 +189,11 @@ def export_links(ctx: PageContext, name: str) -> str:
 
 
 def table(t: Table, *, ctx: PageContext | None = None, export: str | None = None,
-          limit: int | None = None, more_href: str | None = None) -> str:
+          limit: int | None = None, more_href: str | None = None, more_text: str = "查看全部") -> str:
     """``t`` as an HTML table that scrolls sideways inside its card (never the page),
     cells linked where ``t.links`` says, then the export buttons of the section's table
-    ``export``. ``limit``: show the first rows only, with 「查看全部」 to ``more_href``."""
+    ``export`` (which export every row). ``limit``: show the first rows only, with
+    ``more_text`` (「查看全部」) linking to ``more_href``."""
     exports = export_links(ctx, export) if (ctx is not None and export) else ""
     if not t.rows:
         return empty() + exports
@@ -204,9 +206,9 @@ def table(t: Table, *, ctx: PageContext | None = None, export: str | None = None
     more = ""
     if limit is not None and len(t.rows) > limit:
         shown = f"显示前 {limit} 行，共 {len(t.rows)} 行"
-        more = f'<p class="cb-muted">{html.escape(shown)}'
+        more = f'<p class="cb-more"><span class="cb-muted">{html.escape(shown)}</span>'
         if more_href:
-            more += f' · <a href="{html.escape(more_href)}">查看全部</a>'
+            more += f' <a class="cb-btn" href="{html.escape(more_href)}" data-more>{html.escape(more_text)}</a>'
         more += "</p>"
     return (
         f'<div class="cb-scroll"><table class="cb-table" data-table="{html.escape(t.name)}">'
