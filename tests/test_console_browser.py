@@ -1,14 +1,27 @@
-"""The console in a real Chromium (Debian's ``/usr/bin/chromium`` through Playwright): every
-section a person may open, at 375 px (a phone in WeCom) and 1280 px, has no sideways
+"""The console in a real Chromium (Debian's ``/usr/bin/chromium`` through Playwright).
+
+People log in the way they do from WeCom: ``/console/`` sends them to the login page,
+「企业微信登录」 opens WeCom's ``connect/oauth2/authorize`` (played by the stand-in, which
+answers for the member set with ``POST /standin/oauth`` or typed into its own form) and
+WeCom's redirect through ``/console/oauth`` opens the console — as a manager (four
+sections), a staff member (服务 and 放映设备; 销售 is refused) and nobody (an unknown
+userid, a non-member: refused, no session); logout ends the session on the server.
+
+Every section a person may open, at 375 px (a phone in WeCom) and 1280 px, has no sideways
 overflow, draws its charts, renders its Chinese with a CJK font, and its filters and
 downloads work. Screenshots go to ``$CINEBOT_ARTIFACTS/console/<section>-<width>.png``
 (default ``artifacts/`` at the repo root) for people to look at.
+
+The app listens on a port bound before it starts, so its PUBLIC_URL (where WeCom sends the
+browser back) is its real address.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Callable
+import socket
+from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -16,6 +29,8 @@ from urllib.parse import urlsplit
 import pytest
 from aiohttp.test_utils import TestClient
 
+from bot.app import init_app
+from bot.infra.settings import Settings
 from handlers.console import auth
 from handlers.console.context import CONSOLE
 from tests.support import FakeClock, Standin
@@ -33,9 +48,29 @@ ROLES = {"manager01": ("experience", "service", "sales", "projectors"),
 CJK_FONT = ("CJK", "Source Han", "WenQuanYi", "Droid Sans Fallback")
 
 
+# What makes Debian's Chromium start quietly here: no sandbox (containers), no GPU, and no
+# calls of its own to Google's hosts (the closed network refuses them, slowly). Playwright's
+# launch() gives every run a fresh, temporary user-data-dir of its own.
+CHROMIUM_ARGS = (
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+)
+
+
 @pytest.fixture
-async def console(make_client: Callable[..., Any], standin: Standin) -> TestClient:
-    return await make_client(standin=standin)
+async def console(aiohttp_client: Any, settings: Settings, clock: FakeClock, standin: Standin) -> TestClient:
+    """The real app (demo data) on a port bound first, PUBLIC_URL its own address, the
+    stand-in as its WeChat and WeCom API (and as WeCom's web login)."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    app = init_app(
+        replace(settings, public_url=f"http://127.0.0.1:{port}", wechat_api_base=standin.url,
+                wecom_api_base=standin.url),
+        clock=clock, run_jobs=False, seed_demo=True,
+    )
+    return await aiohttp_client(app, server_kwargs={"port": port, "socket_factory": lambda *_: sock})
 
 
 @pytest.fixture
@@ -43,11 +78,40 @@ async def browser() -> AsyncIterator[Any]:
     from playwright.async_api import async_playwright
 
     async with async_playwright() as p:
-        b = await p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        b = await p.chromium.launch(executable_path=str(CHROMIUM), args=list(CHROMIUM_ARGS))
         try:
             yield b
         finally:
             await b.close()
+
+
+async def holds_phone(standin: Standin, userid: str) -> None:
+    """Who the stand-in's WeCom says is logging in ("" : its page asks)."""
+    await standin.post("/standin/oauth", {"userid": userid})
+
+
+async def wecom_login(page: Any, console: TestClient, standin: Standin, typed: str = "") -> None:
+    """From ``/console/`` through the login page's 「企业微信登录」 and the stand-in's
+    ``connect/oauth2/authorize`` (typing ``typed`` into its form when it asks) back through
+    ``/console/oauth``. Ends wherever the console sends the browser."""
+    await page.goto(str(console.make_url("/console/")))
+    assert urlsplit(page.url).path == "/console/login", page.url
+    async with page.expect_navigation(url=lambda u: "/connect/oauth2/authorize" in u
+                                      or "/console/oauth" in u or "/console/" in u):
+        await page.click("#wecom-login")
+    if typed:
+        assert page.url.startswith(standin.url + "/connect/oauth2/authorize?"), page.url
+        await page.fill("input[name=userid]", typed)
+        await page.click("button[type=submit]")
+    await page.wait_for_load_state("load")
+
+
+async def session_cookie(page: Any) -> dict[str, Any] | None:
+    return next((c for c in await page.context.cookies() if c["name"] == auth.SESSION_COOKIE), None)
+
+
+async def nav(page: Any) -> list[str]:
+    return await page.eval_on_selector_all(".cn-tabs a", "els => els.map(e => e.textContent.trim())")
 
 
 def enter_url(client: TestClient, clock: FakeClock, userid: str) -> str:
@@ -81,19 +145,78 @@ async def check_page(page: Any, shot: Path) -> None:
     await page.screenshot(path=str(shot), full_page=True)
 
 
+async def test_people_log_in_through_wecom_and_see_what_their_role_allows(
+    console: TestClient, browser: Any, standin: Standin
+) -> None:
+    # A manager: WeCom knows who holds the phone.
+    context = await browser.new_context(viewport={"width": 375, "height": 900})
+    page = await context.new_page()
+    await holds_phone(standin, "manager01")
+    await wecom_login(page, console, standin)
+    assert urlsplit(page.url).path == "/console/experience", page.url
+    assert await nav(page) == ["体验", "服务", "销售", "放映设备"]
+    assert await session_cookie(page) is not None
+    logins = (await standin.get("/standin/oauth"))["logins"]
+    assert [x["userid"] for x in logins] == ["manager01"]
+    assert logins[0]["redirect_uri"] == str(console.make_url("/console/oauth"))
+
+    # Logout ends the session: back to the login page, and the old cookie opens nothing.
+    old = await session_cookie(page)
+    async with page.expect_navigation():
+        await page.click("#logout")
+    assert urlsplit(page.url).path == "/console/login" and "你已退出登录" in await page.content()
+    assert await session_cookie(page) is None
+    await context.add_cookies([old])  # type: ignore[list-item]
+    await page.goto(str(console.make_url("/console/sales")))
+    assert urlsplit(page.url).path == "/console/login", page.url
+    await context.close()
+
+    # A staff member, typed into the stand-in's own page: 服务 and 放映设备, never 销售.
+    await holds_phone(standin, "")
+    context = await browser.new_context(viewport={"width": 375, "height": 900})
+    page = await context.new_page()
+    await wecom_login(page, console, standin, typed="staff01")
+    assert urlsplit(page.url).path == "/console/service", page.url
+    assert await nav(page) == ["服务", "放映设备"]
+    resp = await page.goto(str(console.make_url("/console/sales?range=today")))
+    assert resp is not None and resp.status == 403
+    assert "票房" not in await page.content()
+    await context.close()
+
+    # Nobody: a userid the cinema does not know, and someone outside the company.
+    for userid, says in (("stranger7", "还没有开通影城看板权限"), ("outsider1", "只有本企业的成员可以登录")):
+        await holds_phone(standin, userid)
+        context = await browser.new_context(viewport={"width": 375, "height": 900})
+        page = await context.new_page()
+        statuses: list[int] = []
+        page.on("response", lambda r, seen=statuses: seen.append(r.status) if "/console/oauth" in r.url else None)
+        await wecom_login(page, console, standin)
+        assert urlsplit(page.url).path == "/console/oauth", page.url
+        assert statuses == [403], statuses
+        assert says in await page.content()
+        assert await session_cookie(page) is None
+        await page.goto(str(console.make_url("/console/service")))
+        assert urlsplit(page.url).path == "/console/login", (userid, page.url)
+        await context.close()
+    assert [x["userid"] for x in (await standin.get("/standin/oauth"))["logins"]] == [
+        "manager01", "staff01", "stranger7", "outsider1"]
+
+
 async def test_every_section_renders_on_a_phone_and_a_desktop(
-    console: TestClient, browser: Any, clock: FakeClock
+    console: TestClient, browser: Any, clock: FakeClock, standin: Standin
 ) -> None:
     await seed(clock.now())
     out = ARTIFACTS / "console"
     out.mkdir(parents=True, exist_ok=True)
     for userid, sections in ROLES.items():
+        await holds_phone(standin, userid)
         for width in WIDTHS:
             context = await browser.new_context(viewport={"width": width, "height": 900}, accept_downloads=True)
             page = await context.new_page()
             errors: list[str] = []
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            await page.goto(enter_url(console, clock, userid))
+            page.on("pageerror", lambda e, seen=errors: seen.append(str(e)))
+            await wecom_login(page, console, standin)
+            assert urlsplit(page.url).path == f"/console/{sections[0]}", page.url
             for key in sections:
                 resp = await page.goto(str(console.make_url(f"/console/{key}?range=today")))
                 assert resp is not None and resp.status == 200, (userid, key)
