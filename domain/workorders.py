@@ -154,8 +154,10 @@ class WorkOrderEvent(Model):
 
     class Meta:
         table = "work_order_event"
-        # A message re-run after a crash finds what it already did (``acted_on``).
-        indexes = (("message_key",),)
+        # A message re-run after a crash finds what it already did (``acted_on``); an order's
+        # timeline is read by SLA checks and the service rollup (PostgreSQL indexes no
+        # foreign key by itself).
+        indexes = (("message_key",), ("work_order_id", "at"))
 
 
 class SlaPolicy(Model):
