@@ -138,3 +138,15 @@ def test_every_folder_and_package_says_what_lives_there() -> None:
         if not (ROOT / top / "__init__.py").exists() and not (ROOT / top / "README.md").exists():
             silent.append(f"{top}/ (no README.md)")
     assert silent == []
+
+
+def test_ci_runs_exactly_the_readme_test_command() -> None:
+    # "Two commands": CI's first leg is the README's test command, verbatim.
+    root = Path(__file__).resolve().parent.parent
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    command = next(
+        line.strip() for line in readme.splitlines()
+        if line.startswith("python3 -m venv") and "pytest" in line
+    )
+    ci = (root / ".ci" / "run").read_text(encoding="utf-8")
+    assert command + " \\" in ci
