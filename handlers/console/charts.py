@@ -79,11 +79,13 @@ def line(
     right: Mapping[str, Sequence[Number]] | None = None,
     right_name: str = "",
     right_max: float | None = None,
+    counts: bool = False,
     links: Links = None,
 ) -> dict[str, Any]:
     """A trend: one line per series over the labels ``x`` (days, hours). ``percent``: values
     are 0..100 and the axis says so; ``red_line``: a dashed red limit across the chart;
-    ``right``: series on a second axis (another unit); ``links``: per x, the rows behind it."""
+    ``right``: series on a second axis (another unit); ``counts``: the (left) values are
+    counts, ticked in whole numbers; ``links``: per x, the rows behind it."""
     lines: list[dict[str, Any]] = []
     for axis, group in ((0, series), (1, right or {})):
         for name, values in group.items():
@@ -102,6 +104,8 @@ def line(
                               "nameTextStyle": {"align": "left"}, "splitNumber": 4}
     if percent:
         y_axis["axisLabel"] = {"formatter": "{value}%"}
+    if counts:
+        y_axis["minInterval"] = 1  # no half work orders
     if y_min is not None:
         y_axis["min"] = y_min
     if y_max is not None:
@@ -135,12 +139,14 @@ def bars(
     percent: bool = False,
     value_labels: bool = False,
     colours: Sequence[str] | None = None,
+    max_value: float | None = None,
     links: Links = None,
 ) -> dict[str, Any]:
     """Bars per category, one bar (or one stacked part) per series. ``horizontal`` puts the
     categories down the side — the readable way for names on a phone. ``colours``: one
-    colour per category (a single series), e.g. a rating scale; ``links``: per category,
-    the rows behind it."""
+    colour per category (a single series), e.g. a rating scale; ``max_value``: the value
+    axis ends there (shares: 100, not a rounded-up 120); ``links``: per category, the rows
+    behind it."""
     items: list[dict[str, Any]] = []
     for name, values in series.items():
         data = _points(values, links, colours)
@@ -158,6 +164,8 @@ def bars(
         value_axis["minInterval"] = 1  # counts: no 0.5 tickets
     if percent:
         value_axis["axisLabel"] = {"formatter": "{value}%"}
+    if max_value is not None:
+        value_axis["max"] = max_value
     if horizontal and value_labels:
         extra_right = 44  # room for the longest bar's label
     else:
@@ -185,20 +193,22 @@ def heatmap(
     links: Links = None,
 ) -> dict[str, Any]:
     """Values on a grid: ``cells`` are ``(x index, y index, value)``; empty cells are left
-    out. The colour scale sits under the grid, so the grid keeps the width. ``links``: per
-    cell, the rows behind it."""
+    out (blank), a cell with a value — even 0 — is tinted, so "no show" and "nobody came"
+    read apart. The colour scale sits under the grid, so the grid keeps the width.
+    ``links``: per cell, the rows behind it."""
     return _base(
         grid={"left": 6, "right": 10, "top": 8, "bottom": 44, "containLabel": True},
         tooltip={"position": "top", "confine": True},
-        xAxis={"type": "category", "data": list(x), "splitArea": {"show": True},
+        xAxis={"type": "category", "data": list(x), "splitLine": {"show": True, "lineStyle": {"color": "#f0f0f0"}},
                "axisLabel": {"hideOverlap": True}},
-        yAxis={"type": "category", "data": list(y), "splitArea": {"show": True},
-               "inverse": True},  # the first row (Monday) on top, as in a calendar
+        yAxis={"type": "category", "data": list(y), "inverse": True,  # Monday on top, as in a calendar
+               "splitLine": {"show": True, "lineStyle": {"color": "#f0f0f0"}}},
         visualMap={"min": 0, "max": max_value, "calculable": False, "orient": "horizontal",
                    "left": "center", "bottom": 0, "itemHeight": 120, "itemWidth": 10,
                    "text": [f"{max_value:g}{unit}", f"0{unit}"],
-                   "inRange": {"color": ["#eef5fb", "#7fb3e0", "#2f7ed8", "#14427a"]}},
+                   "inRange": {"color": ["#d6e6f5", "#7fb3e0", "#2f7ed8", "#14427a"]}},
         series=[{"type": "heatmap", "data": _points([[cx, cy, v] for cx, cy, v in cells], links),
+                 "itemStyle": {"borderColor": "#fff", "borderWidth": 1},
                  "emphasis": {"itemStyle": {"borderColor": "#333", "borderWidth": 1}}}],
     )
 

@@ -283,7 +283,7 @@ def _categories(ctx: PageContext, name: str, title: str,
         return w.card(title, w.empty() + w.export_links(ctx, name), key=name)
     option = charts.bars(
         [c.label for c in items], {"占比": [round(c.share * 100, 1) for c in items]},
-        horizontal=True, percent=True, value_labels=True,
+        horizontal=True, percent=True, value_labels=True, max_value=100,
         links=[ctx.link(rows_path, category=c.category) for c in items],
     )
     body = charts.render(option, height=60 + 28 * len(items), label=title)

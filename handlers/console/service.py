@@ -256,7 +256,7 @@ def _trend(ctx: PageContext, s: reports.Service) -> str:
         [f"{int(g.key[5:7])}/{int(g.key[8:10])}" for g in days],
         {"新建": [g.opened for g in days], "已完成": [g.resolved for g in days],
          "超时": [g.breached for g in days]},
-        links=[ctx.link("/rows/orders", day=g.key) if g.opened else None for g in days],
+        links=[ctx.link("/rows/orders", day=g.key) if g.opened else None for g in days], counts=True,
     )
     return w.card("每日工单", charts.render(option, height=220, label="每日工单"), key="trend")
 

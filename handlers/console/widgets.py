@@ -34,9 +34,14 @@ a.cb-tile:hover{box-shadow:0 2px 6px #0002}
 .cb-tile .cb-label{font-size:13px;color:#666}
 .cb-tile .cb-value{font-size:24px;font-weight:600;margin:2px 0;font-variant-numeric:tabular-nums}
 .cb-tile .cb-note{font-size:12px;color:#888}
-.cb-grid2{display:grid;grid-template-columns:repeat(auto-fit,minmax(min(100%,420px),1fr));gap:12px}
+.cb-grid2{display:grid;grid-template-columns:repeat(auto-fit,minmax(min(100%,420px),1fr));gap:12px;
+margin:0 0 12px}
 .cb-grid2>.cb-card{margin:0}
-.cb-scroll{overflow-x:auto;-webkit-overflow-scrolling:touch;max-width:100%}
+.cb-scroll{overflow-x:auto;-webkit-overflow-scrolling:touch;max-width:100%;
+background:linear-gradient(90deg,#fff 30%,#fff0) left/20px 100% no-repeat local,
+linear-gradient(270deg,#fff 30%,#fff0) right/20px 100% no-repeat local,
+radial-gradient(farthest-side at 0 50%,#0002,#0000) left/10px 100% no-repeat scroll,
+radial-gradient(farthest-side at 100% 50%,#0002,#0000) right/10px 100% no-repeat scroll}
 .cb-table{border-collapse:collapse;width:100%;font-size:13px;font-variant-numeric:tabular-nums}
 .cb-table th,.cb-table td{padding:6px 8px;border-bottom:1px solid #eee;text-align:left;white-space:nowrap}
 .cb-table td.cb-text{white-space:normal;min-width:8em;max-width:28em}
@@ -104,7 +109,8 @@ def ci_text(low: float | None, high: float | None, *, digits: int = 0, scale: fl
 
 
 def format_value(value: Any, kind: str) -> str:
-    """A cell as shown (and as a CSV export's reader would want it spelled)."""
+    """A cell as shown (and as a CSV export's reader would want it spelled). Kinds are
+    ``base.Column``'s, plus ``short``: a page-only text that never wraps (a time, a hall)."""
     if value is None or value == "":
         return "—" if kind != "text" else ""
     if kind == "money":
