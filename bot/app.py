@@ -101,6 +101,7 @@ def init_app(
     clock: Clock | None = None,
     run_jobs: bool = True,
     seed_demo: bool = False,
+    demo_history_days: int = 0,
     understand: Understander | None = None,
     late_reply: LateReplySink | None = None,
     sender_policy: SenderPolicy | None = None,
@@ -126,7 +127,7 @@ def init_app(
         ]
     )
     if seed_demo:
-        app.cleanup_ctx.append(_seed_demo)
+        app.cleanup_ctx.append(_seed_demo(demo_history_days))
     if run_jobs:
         app.cleanup_ctx.append(_scheduler(demo=seed_demo))
         app.cleanup_ctx.append(_outbox_sender(sender_policy))
@@ -417,10 +418,20 @@ def _outbox_sender(policy: SenderPolicy | None) -> Cleanup:
     return ctx
 
 
-async def _seed_demo(app: web.Application) -> AsyncIterator[None]:
-    report = await demo_data.seed(app[CLOCK].now())
-    log.info("demo data ready", extra={"showtimes_created": report.showtimes_created})
-    yield
+def _seed_demo(history_days: int) -> Cleanup:
+    """The demo cinema, and its past ``history_days`` days of history (0: none)."""
+
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        report = await demo_data.seed(app[CLOCK].now(), history_days=history_days)
+        history = report.history
+        log.info("demo data ready", extra={
+            "showtimes_created": report.showtimes_created,
+            "history_days_added": history.days if history else 0,
+            "history_orders_added": history.orders if history else 0,
+        })
+        yield
+
+    return ctx
 
 
 def _scheduler(demo: bool) -> Cleanup:

@@ -1,5 +1,5 @@
 """Demo data: one cinema with real-looking halls, films, a week of showtimes, staff, projectors,
-and a week of duty shifts.
+and a week of duty shifts; on request, the weeks before today too (``domain.demo_history``).
 
 Seeding is idempotent — rows are found by their natural keys and only created
 when missing — so ``cinebot demo`` can run any number of times, and the daily
@@ -19,6 +19,7 @@ from tortoise.transactions import in_transaction
 
 from domain.catalog import Film, Showtime
 from domain.cinemas import Cinema, Hall, parse_layout
+from domain.demo_history import HistoryReport, Schedule, seed_history
 from domain.devices import DEMO_BOX_ID, Projector, ensure_box
 from domain.people import Staff, StaffRole
 from domain.touchpoints import ensure_touchpoints
@@ -183,11 +184,16 @@ class SeedReport:
     staff: int
     projectors: int
     shifts_created: int = 0
+    history: HistoryReport | None = None  # None: no history was asked for
 
 
-async def seed(now: datetime, progress: Callable[[str], None] | None = None) -> SeedReport:
+async def seed(
+    now: datetime, progress: Callable[[str], None] | None = None, *, history_days: int = 0
+) -> SeedReport:
     """The demo cinema; ``progress(stage)`` is told "basics", "schedule", "roster",
-    "touchpoints" as each begins."""
+    "touchpoints" (and "history") as each begins. ``history_days``: also the business days
+    before today that have no history yet, as far back as that (``domain.demo_history``;
+    ``cinebot demo`` and ``serve --demo`` ask for it, tests and benches do not)."""
     step = progress or (lambda stage: None)
     step("basics")
     async with in_transaction():
@@ -230,6 +236,12 @@ async def seed(now: datetime, progress: Callable[[str], None] | None = None) -> 
     shifts = await ensure_roster(cinema, now)
     step("touchpoints")
     await ensure_touchpoints(cinema, now)  # QR survey places (domain.touchpoints)
+    history = None
+    if history_days > 0:
+        step("history")
+        history = await seed_history(
+            cinema, now, Schedule(HALLS, DAILY_SLOTS, DEMO_SHIFTS, base_price), history_days
+        )
     return SeedReport(
         cinema=cinema.name,
         halls=len(HALLS),
@@ -239,6 +251,7 @@ async def seed(now: datetime, progress: Callable[[str], None] | None = None) -> 
         staff=await Staff.filter(cinema=cinema).count(),
         projectors=await Projector.filter(cinema=cinema).count(),
         shifts_created=shifts,
+        history=history,
     )
 
 
@@ -267,7 +280,7 @@ async def _showtime(
 ) -> int:
     # Stored and looked up in UTC: SQLite compares timestamps as text.
     starts = datetime.combine(day, slot, LOCAL).astimezone(UTC)
-    price = BASE_PRICE_FEN[fmt] + (PRIME_TIME_SURCHARGE_FEN if 19 <= slot.hour < 22 else 0)
+    price = base_price(fmt, slot)
     _, created = await Showtime.get_or_create(
         hall=hall,
         starts_at=starts,
@@ -280,6 +293,11 @@ async def _showtime(
         },
     )
     return int(created)
+
+
+def base_price(fmt: str, slot: time) -> int:
+    """A demo show's base price: its format's, plus the prime-time surcharge from 19:00 to 21:59."""
+    return BASE_PRICE_FEN[fmt] + (PRIME_TIME_SURCHARGE_FEN if 19 <= slot.hour < 22 else 0)
 
 
 async def ensure_roster(cinema: Cinema, now: datetime, days: int = SCHEDULE_DAYS) -> int:

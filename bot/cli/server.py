@@ -54,7 +54,10 @@ async def _serve(settings: Settings, args: argparse.Namespace) -> None:
         # Links the bot sends (pay pages, e-tickets) must reach this very server.
         host = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
         settings = replace(settings, public_url=f"http://{host}:{args.port}")
-    app = init_app(settings, run_jobs=args.role in ("all", "worker"), seed_demo=args.demo)
+    app = init_app(
+        settings, run_jobs=args.role in ("all", "worker"), seed_demo=args.demo,
+        demo_history_days=_history_days(args) if args.demo else 0,
+    )
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     runners.insert(0, runner)
@@ -115,7 +118,17 @@ DEMO_STEPS = {
     "schedule": "排片",
     "roster": "值班表",
     "touchpoints": "评价二维码触点",
+    "history": "近几周的经营历史（订单、评价、工单、放映机）",
 }
+
+
+def _history_days(args: argparse.Namespace) -> int:
+    """--history-days, else the demo history's default (imported late: the CLI starts light)."""
+    if args.history_days is not None:
+        return max(args.history_days, 0)
+    from domain.demo_history import HISTORY_DAYS
+
+    return HISTORY_DAYS
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -134,7 +147,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             step("database")
             database = open_database(settings.database_url, domain.MODEL_MODULES, domain.MIGRATIONS)
             async with database:
-                report = await seed(SystemClock().now(), progress=step)
+                report = await seed(SystemClock().now(), progress=step, history_days=_history_days(args))
             bar.close(note="")
         print(
             f"演示数据已就绪：{report.cinema}，{report.halls} 个影厅共 {report.seats} 个座位，"
@@ -142,6 +155,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
             f"{report.staff} 名员工，{report.projectors} 台放映机。"
         )
         print(f"值班表：新增 {report.shifts_created} 个班次（cinebot roster 查看今天谁值班）。")
+        history = report.history
+        if history is not None and history.days:
+            print(
+                f"经营历史：补上过去 {history.days} 天，{history.orders} 笔订单（{history.tickets} 张票，"
+                f"退票 {history.refunds}、改签 {history.changes}），{history.responses} 条评价，"
+                f"{history.work_orders} 张工单，{history.minutes} 条放映机分钟数据"
+                f"（{history.seconds:.1f} 秒）；看板（cinebot console link manager01）各栏都有数据。"
+            )
+        elif history is not None:
+            print("经营历史：已经有了，这次没有重复写入。")
 
     asyncio.run(run())
     return 0
@@ -165,12 +188,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--port", type=int, default=8080)
     p.add_argument("--role", choices=("all", "web", "worker"), default="all")
     p.add_argument("--demo", action="store_true", help="seed the demo cinema before serving")
+    p.add_argument(
+        "--history-days", type=int, default=None, metavar="N",
+        help="with --demo: the demo cinema's history, N days back (default 28, 0: none)",
+    )
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("worker", help="run workers and scheduled jobs only")
     p.set_defaults(func=cmd_worker)
 
     p = sub.add_parser("demo", help="seed the demo cinema (idempotent)")
+    p.add_argument(
+        "--history-days", type=int, default=None, metavar="N",
+        help="the past N days of history: orders, ratings, work orders, projectors (default 28, 0: none)",
+    )
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("migrate", help="bring the database schema up to date")
