@@ -22,6 +22,7 @@ import os
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import replace
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -31,6 +32,10 @@ from aiohttp.test_utils import TestClient
 
 from bot.app import init_app
 from bot.infra.settings import Settings
+from domain.cinemas import Cinema
+from domain.days import business_day
+from domain.devices import AlertRecord, Projector
+from domain.rollups import DeviceDay
 from handlers.console import auth
 from handlers.console.context import CONSOLE
 from tests.support import FakeClock, Standin
@@ -114,6 +119,43 @@ async def nav(page: Any) -> list[str]:
     return await page.eval_on_selector_all(".cn-tabs a", "els => els.map(e => e.textContent.trim())")
 
 
+# The demo's projectors as the telemetry would leave them: a snapshot each (one of every
+# grade, one stale), a week of daily health scores, one firing and one resolved alert.
+FLEET = {  # device: (score, grade, brightness %, light hours, a week of scores)
+    "PJ-DEMO-1": (92, "良好", 96.0, 1210.0, [95, 94, 94, 93, 93, 92, 92]),
+    "PJ-DEMO-2": (68, "注意", 84.0, 3650.0, [80, 78, 76, 74, 72, 70, 68]),
+    "PJ-DEMO-3": (41, "危险", 74.0, 5120.0, [62, 58, 55, 51, 47, 44, 41]),
+    "PJ-DEMO-IMAX": (88, "良好", 91.0, 860.0, [90, 90, 89, 89, 88, 88, 88]),
+}
+
+
+async def seed_fleet(now: datetime) -> None:
+    cinema = await Cinema.get(code="demo")
+    today = business_day(now)
+    for device, (score, grade, brightness, hours, week) in FLEET.items():
+        reasons = {"注意": ["亮度 84%，接近红线"], "危险": ["亮度 74%，低于红线"]}.get(grade, [])
+        await Projector.filter(device_id=device).update(
+            health_score=score, health_at=now - timedelta(minutes=3),
+            health={"grade": grade, "reasons": reasons, "brightness_pct": brightness, "light_hours": hours,
+                    "rated_light_hours": 6000.0, "red_line_pct": 80.0, "critical_line_pct": 50.0,
+                    "days_to_red_line": 12 if grade == "注意" else None},
+        )
+        for i, value in enumerate(week):
+            await DeviceDay.create(cinema_id=cinema.id, device_id=device, day=today - timedelta(days=6 - i),
+                                   metric="health_score", n=1440, vmin=value - 3, vmax=value + 2,
+                                   vsum=value * 1440, vlast=value)
+    await Projector.filter(device_id="PJ-DEMO-4").update(  # an hour without data: 无数据
+        health_score=90, health_at=now - timedelta(hours=1), health={"grade": "良好", "reasons": []})
+    for n, (state, hours_ago) in enumerate((("firing", 2), ("resolved", 30))):
+        fired = now - timedelta(hours=hours_ago)
+        await AlertRecord.create(
+            alert_id=f"browser-{n}", cinema_id=cinema.id, device_id="PJ-DEMO-3", hall="3号厅",
+            rule="brightness_low", severity="critical" if state == "firing" else "warning", state=state,
+            message="亮度 74%，低于红线 80%", value=74.0, limit=80.0, fired_at=fired, created_at=fired,
+            resolved_at=fired + timedelta(hours=1) if state == "resolved" else None,
+        )
+
+
 def enter_url(client: TestClient, clock: FakeClock, userid: str) -> str:
     link = urlsplit(auth.enter_link(client.app[CONSOLE].settings, clock.timestamp(), userid))
     return str(client.make_url(link.path)) + (f"?{link.query}" if link.query else "")
@@ -142,7 +184,21 @@ async def check_page(page: Any, shot: Path) -> None:
             checked += 1
             assert any(any(k in f for k in CJK_FONT) for f in families), f"no CJK font for text: {families}"
     assert checked, "no text checked for its font"
+    await charts_fill_their_boxes(page)
     await page.screenshot(path=str(shot), full_page=True)
+    await charts_fill_their_boxes(page)  # and the screenshot's resize left them so
+
+
+async def charts_fill_their_boxes(page: Any) -> None:
+    """Every chart is drawn as wide as its box (a chart drawn before its box had its width
+    shows as a crushed strip)."""
+    sizes = await page.evaluate(
+        """() => [...document.querySelectorAll('.cb-chart')].map(el => {
+              const g = el.querySelector('svg'); return [el.getAttribute('aria-label'),
+              el.getBoundingClientRect().width, g ? g.getBoundingClientRect().width : 0]; })"""
+    )
+    for label, box, drawn in sizes:
+        assert abs(box - drawn) <= 1, f"chart {label!r} drawn {drawn}px wide in a {box}px box on {page.url}"
 
 
 async def test_people_log_in_through_wecom_and_see_what_their_role_allows(
@@ -206,6 +262,7 @@ async def test_every_section_renders_on_a_phone_and_a_desktop(
     console: TestClient, browser: Any, clock: FakeClock, standin: Standin
 ) -> None:
     await seed(clock.now())
+    await seed_fleet(clock.now())
     out = ARTIFACTS / "console"
     out.mkdir(parents=True, exist_ok=True)
     for userid, sections in ROLES.items():
@@ -218,7 +275,8 @@ async def test_every_section_renders_on_a_phone_and_a_desktop(
             await wecom_login(page, console, standin)
             assert urlsplit(page.url).path == f"/console/{sections[0]}", page.url
             for key in sections:
-                resp = await page.goto(str(console.make_url(f"/console/{key}?range=today")))
+                # A week: trend lines with several days, a per-show table longer than the page's.
+                resp = await page.goto(str(console.make_url(f"/console/{key}?range=7d")))
                 assert resp is not None and resp.status == 200, (userid, key)
                 await page.wait_for_load_state("load")
                 suffix = "" if userid == "manager01" else f"-{userid}"

@@ -110,6 +110,8 @@ def line(
         y_axis["min"] = y_min
     if y_max is not None:
         y_axis["max"] = y_max
+    if y_min is not None and y_max is not None:  # a fixed scale: quarters, none crowded at the top
+        y_axis["interval"] = (y_max - y_min) / 4
     y_axes: Any = y_axis
     if right:
         second: dict[str, Any] = {"type": "value", "name": right_name, "nameGap": 8, "splitNumber": 4,
@@ -248,7 +250,8 @@ _DRAW = (
     "var c=echarts.init(el,null,{renderer:'svg'});c.setOption(opt);"
     "c.on('click',function(p){if(p.data&&p.data.url){location.href=p.data.url}});"
     "if(window.ResizeObserver){new ResizeObserver(function(){c.resize()}).observe(el)}"
-    "else{window.addEventListener('resize',function(){c.resize()})}}"
+    "else{window.addEventListener('resize',function(){c.resize()})}"
+    "if(document.readyState!=='complete'){window.addEventListener('load',function(){c.resize()})}}"
     "if(window.echarts){draw()}else{window.addEventListener('DOMContentLoaded',draw);"
     "window.addEventListener('load',draw)}})();"
 )

@@ -212,10 +212,11 @@ def _brightness(ctx: PageContext, pr: reports.Projectors) -> str:
     lines = sorted({p.red_line_pct for p in rows})
     option["series"][0]["markLine"] = {
         "silent": True, "symbol": "none", "lineStyle": {"color": "#e74c3c", "type": "dashed"},
-        "label": {"formatter": "红线 {c}%", "position": "insideEndTop"},
+        "label": {"formatter": "红线 {c}%", "position": "start"},  # above the bars (the category axis runs top-down), unrotated
         "data": [{"xAxis": v} for v in lines],
     }
-    option["xAxis"]["max"] = 100
+    option["xAxis"].update(max=100, interval=25)  # 0–100 %, no crowded 90/100 ticks
+    option["grid"]["top"] = 30  # room for the red line's label
     return w.card("亮度与红线", charts.render(option, height=60 + 30 * len(rows), label="亮度与红线"),
                   note="低于红线为橙色，低于严重线为红色", key="brightness")
 
