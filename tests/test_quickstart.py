@@ -109,12 +109,13 @@ async def test_a_card_pushed_to_staff_shows_up_in_chat_and_its_button_can_be_cli
                        settings.wecom_agent_id, settings.wecom_secret)
         card = button_card(
             "demo-card-1", "3号厅太冷", "请送毯子 · 30 分钟内",
-            [("位置", "3号厅 5排")], [("wo:ack:1", "接单", 1), ("wo:pass:1", "转派", 2)],
+            # An order the demo (with its history of work orders) does not have.
+            [("位置", "3号厅 5排")], [("wo:ack:999999", "接单", 1), ("wo:pass:999999", "转派", 2)],
         )
         await api.send(["staff01"], {"msgtype": "template_card", "template_card": card})
         shown = "\n".join(await watcher.poll(http))
-        assert "3号厅太冷" in shown and "[接单] /click wo:ack:1" in shown
-        fields = await watcher.click(http, "wo:ack:1")
+        assert "3号厅太冷" in shown and "[接单] /click wo:ack:999999" in shown
+        fields = await watcher.click(http, "wo:ack:999999")
         assert fields is not None and fields["ResponseCode"]
         session = ChatSession(settings, server, "staff01", staff=True)
         reply = await session.post(http, card_event_xml(fields))
