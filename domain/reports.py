@@ -30,7 +30,7 @@ import heapq
 import math
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from itertools import chain, repeat
 from typing import Any, Generic, TypeVar
@@ -778,70 +778,72 @@ class _Box:
 
 
 _SALES_FIELDS = (
-    "showtime_id", "cinema_id", "day", "film_id", "hall_id", "starts_at", "capacity", "sold", "revenue_fen",
-    "orders", "refunded", "refunded_fen", "changed", "checked_in",
+    "showtime_id", "capacity", "sold", "revenue_fen", "orders", "refunded", "refunded_fen", "changed", "checked_in",
 )
+_WHERE_FIELDS = ("showtime_id", "cinema_id", "film_id", "hall_id", "starts_at")
 
 
 async def _shows(
     cinema_ids: Sequence[int], start: date, end: date, halls: dict[int, tuple[int, str, int]] | None,
-) -> tuple[list[ShowRow], dict[int, int], dict[int, tuple[int, str, int]]]:
+    titles: dict[int, str] | None = None,
+) -> tuple[list[ShowRow], dict[int, int], dict[int, tuple[int, str, int]], dict[int, str]]:
     """Every show of those days (a show with no ticket has no ShowSales row but has seats):
-    the shows, orders per show, and the halls (id -> cinema, name, capacity). Three queries
-    (two when the halls are given)."""
+    the shows (with their films' titles), orders per show, the halls (id -> cinema, name,
+    capacity) and the titles known so far. Four queries (two when the halls are given and
+    every film is among ``titles``; one more only if a rollup row has lost its show, which
+    RESTRICT on tickets makes a show without sales). A year of one cinema is ~11,000 shows: rows are built once, no copies."""
     lo, hi = day_bounds(start)[0], day_bounds(end)[1]
-    shows = await Showtime.filter(
-        cinema_id__in=list(cinema_ids), starts_at__gte=lo, starts_at__lt=hi
-    ).values_list("id", "cinema_id", "hall_id", "film_id", "starts_at", "cancelled_at")
+    ids = list(cinema_ids)
+    shows = await Showtime.filter(cinema_id__in=ids, starts_at__gte=lo, starts_at__lt=hi).values_list(
+        "id", "cinema_id", "hall_id", "film_id", "starts_at", "cancelled_at"
+    )
     sold = {
-        r["showtime_id"]: r
-        for r in await ShowSales.filter(
-            cinema_id__in=list(cinema_ids), day__gte=start, day__lte=end
-        ).values(*_SALES_FIELDS)
+        r[0]: r
+        for r in await ShowSales.filter(cinema_id__in=ids, day__gte=start, day__lte=end).values_list(*_SALES_FIELDS)
     }
     if halls is None:
         halls = {
             hid: (cid, name, SeatPlan.from_layout(layout).capacity)
-            for hid, cid, name, layout in await Hall.filter(cinema_id__in=list(cinema_ids)).values_list(
+            for hid, cid, name, layout in await Hall.filter(cinema_id__in=ids).values_list(
                 "id", "cinema_id", "name", "layout"
             )
         }
+    where = {sid: (sid, cid, fid, hid, starts_at) for sid, cid, hid, fid, starts_at, _ in shows}
+    gone = [sid for sid in sold if sid not in where]
+    if gone:
+        for r in await ShowSales.filter(showtime_id__in=gone).values_list(*_WHERE_FIELDS):
+            where[r[0]] = r
+    titles = dict(titles or {})
+    missing = sorted({w[2] for w in where.values()} - titles.keys())
+    if missing:  # films not named yet (the presale week may bring new ones)
+        titles.update(await Film.filter(id__in=missing).values_list("id", "title"))
+    cancelled = {sid for sid, *_, cancelled_at in shows if cancelled_at is not None}
     rows: list[ShowRow] = []
     orders: dict[int, int] = {}
-    for sid, cid, hid, fid, starts_at, cancelled_at in shows:
-        s = sold.pop(sid, None)
-        capacity = 0 if cancelled_at is not None else (s["capacity"] if s else halls.get(hid, (0, "", 0))[2])
-        rows.append(_show_row(sid, cid, fid, hid, starts_at, capacity, s, halls, cancelled_at is not None))
-        orders[sid] = s["orders"] if s else 0
-    for sid, s in sold.items():  # a rollup row whose show is gone: its sales still count
-        rows.append(_show_row(sid, s["cinema_id"], s["film_id"], s["hall_id"], s["starts_at"], s["capacity"], s,
-                              halls, False))
-        orders[sid] = s["orders"]
+    for sid, (_, cid, fid, hid, starts_at) in where.items():
+        s = sold.get(sid)
+        off = sid in cancelled
+        capacity = 0 if off else (s[1] if s else halls.get(hid, (0, "", 0))[2])
+        tickets = s[2] if s else 0
+        rows.append(ShowRow(
+            sid, cid, business_day(starts_at), starts_at, fid, titles.get(fid, f"#{fid}"), hid,
+            halls.get(hid, (cid, "", 0))[1], capacity, tickets, int(s[3]) if s else 0, s[5] if s else 0,
+            int(s[6]) if s else 0, s[7] if s else 0, s[8] if s else 0, _share(tickets, capacity), off,
+        ))
+        orders[sid] = s[4] if s else 0
     rows.sort(key=lambda r: (r.starts_at, r.showtime_id))
-    return rows, orders, halls
-
-
-def _show_row(
-    sid: int, cid: int, fid: int, hid: int, starts_at: datetime, capacity: int, s: dict[str, Any] | None,
-    halls: dict[int, tuple[int, str, int]], cancelled: bool,
-) -> ShowRow:
-    tickets = s["sold"] if s else 0
-    return ShowRow(
-        sid, cid, business_day(starts_at), starts_at, fid, "", hid, halls.get(hid, (cid, "", 0))[1], capacity,
-        tickets, int(s["revenue_fen"]) if s else 0, s["refunded"] if s else 0, int(s["refunded_fen"]) if s else 0,
-        s["changed"] if s else 0, s["checked_in"] if s else 0, _share(tickets, capacity), cancelled,
-    )
+    return rows, orders, halls, titles
 
 
 async def sales(p: Period, now: datetime) -> Sales:
-    """Six queries: the period's shows and their sales rollups, the halls, the films' titles,
-    the week ahead's shows and their sales rollups."""
-    shows, orders, halls = await _shows(p.cinema_ids, p.start, p.end, None)
+    """Six or seven queries: the period's shows and their sales rollups, the halls, the films'
+    titles, the week ahead's shows and their sales rollups (and the titles of films that
+    only show in that week)."""
+    shows, orders, halls, titles = await _shows(p.cinema_ids, p.start, p.end, None)
     ahead_from = business_day(now) + timedelta(days=1)
-    ahead, _, _ = await _shows(p.cinema_ids, ahead_from, ahead_from + timedelta(days=PRESALE_DAYS - 1), halls)
-    film_ids = sorted({s.film_id for s in shows})
-    titles = dict(await Film.filter(id__in=film_ids).values_list("id", "title")) if film_ids else {}
-    shows = [_titled(s, titles) for s in shows]
+    ahead, _, _, _ = await _shows(
+        p.cinema_ids, ahead_from, ahead_from + timedelta(days=PRESALE_DAYS - 1), halls, titles
+    )
 
     total = _Box()
     days: dict[date, _Box] = {d: _Box() for d in p.days}
@@ -880,10 +882,6 @@ async def sales(p: Period, now: datetime) -> Sales:
         ),
         presale=tuple(g.group(d.isoformat(), d.isoformat()) for d, g in sorted(presale.items())),
     )
-
-
-def _titled(s: ShowRow, titles: dict[int, str]) -> ShowRow:
-    return replace(s, film=titles.get(s.film_id, f"#{s.film_id}"))
 
 
 async def tickets(
