@@ -538,14 +538,14 @@ class _Writer:
         hold = self.cinema.hold_minutes
 
         def row(o: _Order, changed_from_id: int | None = None) -> dict[str, Any]:
-            return dict(
-                no=o.no, cinema_id=self.cinema.id, showtime_id=o.show.id, member_id=o.member[0],
-                openid=o.member[1], channel=o.channel, state=o.state, hold_id=o.no[-12:].lower(),
-                seats=o.seats, quote=o.quote, amount_fen=o.amount, paid_fen=o.paid, refunded_fen=o.refunded,
-                expires_at=o.created + timedelta(minutes=hold), transaction_id=o.transaction_id,
-                changed_from_id=changed_from_id, created_at=o.created, paid_at=o.paid_at, closed_at=o.closed_at,
-                note="",
-            )
+            return {
+                "no": o.no, "cinema_id": self.cinema.id, "showtime_id": o.show.id, "member_id": o.member[0],
+                "openid": o.member[1], "channel": o.channel, "state": o.state, "hold_id": o.no[-12:].lower(),
+                "seats": o.seats, "quote": o.quote, "amount_fen": o.amount, "paid_fen": o.paid,
+                "refunded_fen": o.refunded, "expires_at": o.created + timedelta(minutes=hold),
+                "transaction_id": o.transaction_id, "changed_from_id": changed_from_id, "created_at": o.created,
+                "paid_at": o.paid_at, "closed_at": o.closed_at, "note": "",
+            }
 
         first = [o for o in self.orders if o.changed_from is None]
         await _insert(conn, Order, [row(o) for o in first])
@@ -560,15 +560,16 @@ class _Writer:
             prices = {ln["seat"]: ln["fen"] for ln in o.quote["lines"]}
             standing = o.ticket_state in (TicketState.ISSUED, TicketState.CHECKED_IN)
             for seat in o.seats:
-                tickets.append(dict(
-                    order_id=ids[o.no], showtime_id=o.show.id, seat=seat, kind=o.show.plan.kind(seat) or "standard",
-                    price_fen=prices.get(seat, share), secret=_secret(rng), state=o.ticket_state,
-                    active=True if standing else None, checked_in_at=o.checked_in_at,
-                    checked_in_by=o.checked_in_by,
-                ))
+                tickets.append({
+                    "order_id": ids[o.no], "showtime_id": o.show.id, "seat": seat,
+                    "kind": o.show.plan.kind(seat) or "standard", "price_fen": prices.get(seat, share),
+                    "secret": _secret(rng), "state": o.ticket_state, "active": True if standing else None,
+                    "checked_in_at": o.checked_in_at, "checked_in_by": o.checked_in_by,
+                })
         await _insert(conn, Ticket, tickets)
         await _insert(conn, Payment, [
-            dict(order_id=ids[o.no], transaction_id=o.transaction_id, amount_fen=fen, outcome=outcome, received_at=at)
+            {"order_id": ids[o.no], "transaction_id": o.transaction_id, "amount_fen": fen, "outcome": outcome,
+             "received_at": at}
             for o, fen, outcome, at in self.payments
         ])
         await Refund.bulk_create(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from datetime import timedelta
+from itertools import pairwise
 from typing import Any
 
 import pytest
@@ -210,7 +211,7 @@ async def test_the_history_keeps_the_rules_of_selling_and_of_the_service_desk(db
         assert timeline[0].action == "open" and timeline[0].at == o.created_at
         moves = [e for e in timeline if e.from_state != e.to_state]
         assert moves[-1].to_state == o.state and o.version == len(moves) - 1, o.ref
-        assert all(a.to_state == b.from_state for a, b in zip(moves, moves[1:], strict=False)), o.ref
+        assert all(a.to_state == b.from_state for a, b in pairwise(moves)), o.ref
         if o.state in ACTIVE:  # open now: waiting for parts, no SLA clock running
             assert o.state == "paused"
         local = o.created_at.astimezone(SHANGHAI).time()
