@@ -122,13 +122,15 @@ SHOW_COLUMNS = (
 )
 
 
-def shows_of(ctx: PageContext, s: reports.Sales) -> Table:
+def shows_of(ctx: PageContext, s: reports.Sales, limit: int | None = None) -> Table:
+    """Every show of the period (``limit``: the first ones only — a year is ~11,000 shows a
+    cinema, and the page shows 20)."""
     rows = [
         {"showtime_id": r.showtime_id, "starts_at": r.starts_at, "film": r.film, "hall": r.hall,
          "tickets": r.tickets, "capacity": r.capacity, "occupancy": r.occupancy,
          "revenue_fen": r.revenue_fen, "refunds": r.refunds, "changes": r.changes,
          "checked_in": r.checked_in}
-        for r in s.per_show
+        for r in (s.per_show if limit is None else s.per_show[:limit])
     ]
 
     def to(column: str, **extra: str) -> Callable[[Mapping[str, Any]], str | None]:
@@ -226,16 +228,17 @@ async def render(ctx: PageContext) -> str:
         w.tile("检票", w.number(s.checked_in), href=link("/rows/tickets", state="checked_in"),
                key="checked_in"),
     ])
-    shows = shows_of(ctx, s)
+    shows = shows_of(ctx, s, limit=SHOWS_ON_PAGE)
+    n_shows = len(s.per_show)
     return w.STYLE + charts.library() + '<div class="cb-body">' + figures + "".join([
         _trend(ctx, s),
         w.grid([_hall_bars(ctx, s), _heatmap(ctx, s)]),
         w.card("按影厅", w.table(halls_of(ctx, s), ctx=ctx, export="halls"), key="halls"),
         w.card("按影片", w.table(films_of(ctx, s), ctx=ctx, export="films"), key="films"),
         w.card("每场上座", w.table(_shows_on_page(ctx, shows), ctx=ctx, export="shows", limit=SHOWS_ON_PAGE,
-                                    more_href=link("/rows/shows"),
-                                    more_text=f"查看全部 {len(shows.rows)} 场"),
-               note=f"共 {len(shows.rows)} 场", key="shows"),
+                                    more_href=link("/rows/shows"), more_text=f"查看全部 {n_shows} 场",
+                                    total=n_shows),
+               note=f"共 {n_shows} 场", key="shows"),
         _presale(ctx, s),
         w.card("按日", w.table(days_of(ctx, s), ctx=ctx, export="days"), key="days"),
     ]) + "</div>"

@@ -195,11 +195,13 @@ def export_links(ctx: PageContext, name: str) -> str:
 
 
 def table(t: Table, *, ctx: PageContext | None = None, export: str | None = None,
-          limit: int | None = None, more_href: str | None = None, more_text: str = "查看全部") -> str:
+          limit: int | None = None, more_href: str | None = None, more_text: str = "查看全部",
+          total: int | None = None) -> str:
     """``t`` as an HTML table that scrolls sideways inside its card (never the page),
     cells linked where ``t.links`` says, then the export buttons of the section's table
     ``export`` (which export every row). ``limit``: show the first rows only, with
-    ``more_text`` (「查看全部」) linking to ``more_href``."""
+    ``more_text`` (「查看全部」) linking to ``more_href``. ``total``: how many rows there are
+    when ``t`` holds only the first ones (a long table need not be built to show 20 rows)."""
     exports = export_links(ctx, export) if (ctx is not None and export) else ""
     if not t.rows:
         return empty() + exports
@@ -210,8 +212,9 @@ def table(t: Table, *, ctx: PageContext | None = None, export: str | None = None
         for row in rows
     )
     more = ""
-    if limit is not None and len(t.rows) > limit:
-        shown = f"显示前 {limit} 行，共 {len(t.rows)} 行"
+    count = len(t.rows) if total is None else total
+    if limit is not None and count > limit:
+        shown = f"显示前 {limit} 行，共 {count} 行"
         more = f'<p class="cb-more"><span class="cb-muted">{html.escape(shown)}</span>'
         if more_href:
             more += f' <a class="cb-btn" href="{html.escape(more_href)}" data-more>{html.escape(more_text)}</a>'
