@@ -31,7 +31,7 @@ import logging
 import re
 import secrets
 from dataclasses import dataclass
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 from aiohttp import web
 
@@ -57,6 +57,10 @@ LOGIN_TTL_S = 600  # from the login page to WeCom's return
 HOME = "/console/"
 
 _SID = re.compile(r"[A-Za-z0-9_-]{43}")
+# A console path: segments of letters, digits and _-, the last may end in an extension.
+_NEXT_PATH = re.compile(r"/console/(?:[A-Za-z0-9_-]+/)*(?:[A-Za-z0-9_-]+(?:\.[a-z]{1,8})?)?")
+_QUERY_SAFE = "!$&'()*+,;=:@/?%[]~"  # kept as they are in a query; the rest is %-encoded
+MAX_NEXT = 1024
 _STATE = re.compile(r"(?P<nonce>[0-9a-f]{20})(?P<expires>[0-9]{10})(?P<mac>[0-9a-f]{32})")
 _CODE = re.compile(r"[\x21-\x7e]{1,512}")  # WeCom's codes are short printable ASCII
 _USED_TTL_S = LINK_MAX_TTL_S + 3600  # longer than any link lives
@@ -167,8 +171,15 @@ async def current_viewer(request: web.Request) -> Viewer | None:
 
 
 async def _start_session(request: web.Request, staff: Staff, next_path: str) -> web.Response:
+    """A new session for ``staff`` (always a fresh id: none a browser brought is adopted),
+    ending the one this browser had — a shared phone's next login leaves no live cookie
+    behind for whoever copied the last one."""
     console = request.app[CONSOLE]
-    sid = await Sessions(console).create(staff.userid)
+    sessions = Sessions(console)
+    previous = request.cookies.get(SESSION_COOKIE, "")
+    if _SID.fullmatch(previous):
+        await sessions.delete(previous)
+    sid = await sessions.create(staff.userid)
     log.info("console login", extra={"userid": staff.userid, "role": str(staff.role)})
     response = web.HTTPFound(next_path)
     _set_cookie(response, console.settings, SESSION_COOKIE, sid, SESSION_MAX_S)
@@ -178,13 +189,18 @@ async def _start_session(request: web.Request, staff: Staff, next_path: str) -> 
 
 
 def safe_next(path: str | None) -> str:
-    """Where to go after logging in: a console path of this site, never elsewhere."""
-    if not path or not path.startswith(HOME) or len(path) > 1024:
+    """Where to go after logging in: a console path of this site, never elsewhere.
+
+    The path must be plain console segments (letters, digits, ``_-``, a file extension):
+    no ``//``, no backslash, no ``%``-escape and no dot segment (``..``, ``%2e%2e``), so no
+    browser can read it as another host or climb out of ``/console/``. The query is kept,
+    non-ASCII and unsafe characters %-encoded (a ``Location`` header holds ASCII)."""
+    if not path or len(path) > MAX_NEXT or not path.isprintable():
         return HOME
-    parts = urlsplit(path)
-    if parts.scheme or parts.netloc or "//" in path or "\\" in path or not path.isprintable():
+    route, mark, query = path.partition("?")
+    if not _NEXT_PATH.fullmatch(route):
         return HOME
-    return path
+    return route + mark + quote(query, safe=_QUERY_SAFE)
 
 
 # --- one-time links ----------------------------------------------------------------------------

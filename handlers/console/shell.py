@@ -20,15 +20,17 @@ section the viewer's role may not open: 403. A bad period: 400, the page says wh
 
 from __future__ import annotations
 
+import functools
 import importlib
 import logging
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import date, datetime
 from html import escape
+from typing import Any
 from urllib.parse import urlencode
 
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from bot.infra.strict import parse_ascii_int
 from domain import reports
@@ -44,8 +46,13 @@ SECTION_MODULES = ("experience", "service", "sales", "projectors")
 DEFAULT_RANGE = Range.WEEK
 PERIOD_KEYS = ("range", "start", "end", "cinema")
 _ISO_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")  # ASCII digits only, unlike \d
+FIRST_DAY, LAST_DAY = date(2000, 1, 1), date(2099, 12, 31)  # the days a period may name
+MAX_PARAMS = 32  # a console address carries a handful; hundreds are an attack or a mistake
+MAX_QUERY = 2048  # characters of the query string, as sent
 KEY = r"{key:[a-z][a-z0-9_]{0,31}}"
 NAME = r"[A-Za-z0-9_-]{1,64}"
+# What a section may raise for a figure's parameter it cannot read: shown as the refusal.
+REFUSALS = (web.HTTPClientError, reports.ReportError)
 
 
 def load_sections(modules: Sequence[str] = SECTION_MODULES) -> tuple[Section, ...]:
@@ -78,9 +85,14 @@ def _day(raw: str | None, label: str) -> date | None:
     if not _ISO_DAY.fullmatch(raw):
         raise ScopeError(f"{label}应写成 2026-11-21 这样的日期（半角数字）")
     try:
-        return date.fromisoformat(raw)
+        day = date.fromisoformat(raw)
     except ValueError:
         raise ScopeError(f"{label} {raw} 不是有效的日期") from None
+    if not FIRST_DAY <= day <= LAST_DAY:
+        # Far-off years are nobody's data, and the day's bounds (or a comparison period)
+        # would leave what a date can hold.
+        raise ScopeError(f"{label}只能在 {FIRST_DAY.year} 至 {LAST_DAY.year} 年之间")
+    return day
 
 
 def parse_scope(
@@ -165,17 +177,29 @@ def _allowed(console: Console, viewer: Viewer) -> list[Section]:
 async def _viewer_or_login(request: web.Request) -> Viewer:
     viewer = await auth.current_viewer(request)
     if viewer is None:
-        raise web.HTTPFound("/console/login?" + urlencode({"next": request.path_qs}))
+        # The address as sent (still %-encoded): decoded, ``?a=%26b`` would come back as
+        # another query, and a ``%0d%0a`` as a line break in a header.
+        raise web.HTTPFound("/console/login?" + urlencode({"next": request.rel_url.raw_path_qs}))
     return viewer
+
+
+def _too_long(request: web.Request) -> bool:
+    return len(request.rel_url.raw_query_string) > MAX_QUERY or len(request.query) > MAX_PARAMS
+
+
+def _too_long_page() -> web.Response:
+    return _refusal("地址太长", "这个地址带的参数太多或太长，请从看板首页重新进入。", 414)
 
 
 async def index(request: web.Request) -> web.Response:
     console = request.app[CONSOLE]
+    if _too_long(request):
+        return _too_long_page()
     viewer = await _viewer_or_login(request)
     allowed = _allowed(console, viewer)
     if not allowed:
         return layout.message_page("暂无可查看的看板", "你的岗位暂时没有可以查看的看板。", status=403)
-    query = request.query_string
+    query = request.rel_url.raw_query_string  # as sent: still %-encoded, no line breaks
     raise web.HTTPFound(f"/console/{allowed[0].key}" + (f"?{query}" if query else ""))
 
 
@@ -193,6 +217,17 @@ class _Page:
                  chosen: int | None, error: str = "") -> None:
         self.console, self.viewer, self.section, self.ctx = console, viewer, section, ctx
         self.chosen, self.error = chosen, error
+
+    async def refused(self, exc: Exception) -> web.Response:
+        """The section refused a figure's parameter (a 4xx it raised, or the reports'
+        ``ReportError``): the frame with the reason, in the refusal's status."""
+        if isinstance(exc, web.HTTPClientError):
+            status, reason = exc.status, exc.text or exc.reason
+        else:
+            status, reason = 400, str(exc)
+        log.info("console parameter refused", extra={"path": self.ctx.base_url, "reason": reason})
+        body = f'<div class="cn-error" role="alert">{escape(reason or "参数有误")}</div>'
+        return await self.frame(self.section.title, body, status=status)
 
     async def frame(self, title: str, body: str, status: int = 200) -> web.Response:
         text = layout.frame(
@@ -212,6 +247,10 @@ async def _open(request: web.Request, *, file: bool) -> _Page | web.Response:
     ``_Page``, or the answer that refuses it. A page without a session goes to the login,
     a file answers 401; a file's refusals are short text, a page's are pages."""
     console = request.app[CONSOLE]
+    if _too_long(request):
+        if file:
+            raise web.HTTPRequestURITooLong(text="地址的参数太多或太长")
+        return _too_long_page()
     if file:
         viewer = await auth.current_viewer(request)
         if viewer is None:
@@ -257,7 +296,10 @@ async def section_page(request: web.Request) -> web.Response:
     if page.error:
         body = '<p class="cn-muted">请修改时间范围后再查看。</p>'
         return await page.frame(page.section.title, body, status=400)
-    body = await page.section.render(page.ctx)
+    try:
+        body = await page.section.render(page.ctx)
+    except REFUSALS as exc:
+        return await page.refused(exc)
     return await page.frame(page.section.title, body)
 
 
@@ -275,8 +317,15 @@ async def export(request: web.Request) -> web.Response:
     make = page.section.tables.get(request.match_info["table"])
     if make is None:
         raise web.HTTPNotFound(text="没有这张表")
-    table = await make(page.ctx)
+    table = await _file_table(make, page)
     return downloads.download(table, request.match_info["fmt"], _file_name(page, table))
+
+
+async def _file_table(make: Callable[[PageContext], Any], page: _Page) -> Table:
+    try:
+        return await make(page.ctx)  # type: ignore[no-any-return]
+    except reports.ReportError as exc:
+        raise web.HTTPBadRequest(text=str(exc)) from None
 
 
 async def rows_page(request: web.Request) -> web.Response:
@@ -289,7 +338,10 @@ async def rows_page(request: web.Request) -> web.Response:
         return _refusal("没有这些明细", "地址可能不完整。", 404)
     if page.error:
         return await page.frame(page.section.title, "", status=400)
-    table = await make(page.ctx)
+    try:
+        table = await make(page.ctx)
+    except REFUSALS as exc:
+        return await page.refused(exc)
     own = {k: v for k, v in page.ctx.query.items() if k not in PERIOD_KEYS}
     csv_href = page.ctx.link(f"/rows/{what}.csv", **own)
     xlsx_href = page.ctx.link(f"/rows/{what}.xlsx", **own)
@@ -314,7 +366,7 @@ async def rows_export(request: web.Request) -> web.Response:
     make = page.section.rows.get(request.match_info["what"])
     if make is None:
         raise web.HTTPNotFound(text="没有这些明细")
-    table = await make(page.ctx)
+    table = await _file_table(make, page)
     return downloads.download(table, request.match_info["fmt"], _file_name(page, table))
 
 
@@ -324,21 +376,56 @@ async def not_found(request: web.Request) -> web.Response:
 
 def add_routes(app: web.Application) -> None:
     """Register the console; its views reach the app through ``app[CONSOLE]``, which the
-    app sets at start-up."""
+    app sets at start-up. Every answer carries ``layout.SECURITY_HEADERS`` (no caching,
+    no framing, no sniffing); a method a route does not take is a 405 naming those it does."""
     r = app.router
-    r.add_get("/console", _redirect_home)
-    r.add_get("/console/", index)
-    r.add_get("/console/login", auth.login)
-    r.add_get("/console/oauth", auth.oauth_return)
-    r.add_get("/console/enter", auth.enter)
-    r.add_get("/console/logout", auth.logout)
-    r.add_post("/console/logout", auth.logout)
-    r.add_get(r"/console/static/{name:[A-Za-z0-9._-]{1,64}}", layout.static_view)
-    r.add_get(f"/console/{KEY}", section_page)
-    r.add_get(f"/console/{KEY}/export/{{table:{NAME}}}.{{fmt:csv|xlsx}}", export)
-    r.add_get(f"/console/{KEY}/rows/{{what:{NAME}}}", rows_page)
-    r.add_get(f"/console/{KEY}/rows/{{what:{NAME}}}.{{fmt:csv|xlsx}}", rows_export)
-    r.add_route("*", r"/console/{tail:[\s\S]*}", not_found)
+    get_only = (hdrs.METH_GET,)
+    _route(r, "/console", _redirect_home, get_only)
+    _route(r, "/console/", index, get_only)
+    _route(r, "/console/login", auth.login, get_only)
+    _route(r, "/console/oauth", auth.oauth_return, get_only)
+    _route(r, "/console/enter", auth.enter, get_only)
+    _route(r, "/console/logout", auth.logout, (hdrs.METH_GET, hdrs.METH_POST))
+    _route(r, r"/console/static/{name:[A-Za-z0-9._-]{1,64}}", layout.static_view, get_only)
+    _route(r, f"/console/{KEY}", section_page, get_only)
+    _route(r, f"/console/{KEY}/export/{{table:{NAME}}}.{{fmt:csv|xlsx}}", export, get_only)
+    _route(r, f"/console/{KEY}/rows/{{what:{NAME}}}", rows_page, get_only)
+    _route(r, f"/console/{KEY}/rows/{{what:{NAME}}}.{{fmt:csv|xlsx}}", rows_export, get_only)
+    r.add_route("*", r"/console/{tail:[\s\S]*}", _hardened(not_found))
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _route(router: web.UrlDispatcher, path: str, handler: Handler, methods: Sequence[str]) -> None:
+    for method in methods:
+        if method == hdrs.METH_GET:
+            router.add_get(path, _hardened(handler))  # and HEAD
+        else:
+            router.add_route(method, path, _hardened(handler))
+    allowed = {*methods, hdrs.METH_HEAD} if hdrs.METH_GET in methods else set(methods)
+
+    async def not_allowed(request: web.Request) -> web.StreamResponse:
+        raise web.HTTPMethodNotAllowed(request.method, allowed, text="不支持这种请求方式")
+
+    router.add_route("*", path, _hardened(not_allowed))  # the same resource, tried last
+
+
+def _hardened(handler: Handler) -> Handler:
+    """``handler`` whose every answer — returned or raised, a page, a file, a redirect or
+    a refusal — carries the console's security headers (a header it set itself stays)."""
+
+    @functools.wraps(handler)
+    async def view(request: web.Request) -> web.StreamResponse:
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:
+            layout.harden(exc.headers)
+            raise
+        layout.harden(response.headers)
+        return response
+
+    return view
 
 
 async def _redirect_home(request: web.Request) -> web.Response:
