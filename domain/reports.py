@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import heapq
 import math
+import operator
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -143,6 +144,13 @@ def _add(into: list[int], counts: Sequence[int] | None) -> None:
     for i, c in enumerate(counts or ()):
         if i < len(into):
             into[i] += int(c)
+
+
+def _counts(counts: Sequence[int] | None, size: int) -> list[int]:
+    """A stored count list as exactly ``size`` ints (short lists padded, extra values dropped,
+    as :func:`_add` does)."""
+    values = [int(c) for c in (counts or ())[:size]]
+    return values + [0] * (size - len(values))
 
 
 def _page_args(limit: int, offset: int) -> tuple[int, int]:
@@ -302,9 +310,13 @@ class _Ratings:
         self.nps = [0] * 11
 
     def add(self, row: dict[str, Any]) -> None:
-        self.responses += row["responses"]
-        _add(self.stars, row["stars"])
-        _add(self.nps, row["nps"])
+        self.add_counts(row["responses"], _counts(row["stars"], 5), _counts(row["nps"], 11))
+
+    def add_counts(self, responses: int, stars: Sequence[int], nps: Sequence[int]) -> None:
+        """Counts already of full length (:func:`_counts`): added element-wise in C."""
+        self.responses += responses
+        self.stars = list(map(operator.add, self.stars, stars))
+        self.nps = list(map(operator.add, self.nps, nps))
 
     def group(self, key: str, label: str, cinema_id: int | None = None) -> RatingGroup:
         return RatingGroup(
@@ -329,11 +341,12 @@ async def experience(p: Period) -> Experience:
     days: dict[date, _Ratings] = {d: _Ratings() for d in p.days}
     comment_categories: Counter[str] = Counter()
     comments = negative = 0
-    for r in rows:
-        total.add(r)
-        films[r["film_id"] or 0].add(r)
-        halls[(r["cinema_id"], r["hall"] or "")].add(r)
-        days[r["day"]].add(r)
+    for r in rows:  # a year of one cinema is ~15,000 rows, each counted into four groups
+        n, stars, nps = r["responses"], _counts(r["stars"], 5), _counts(r["nps"], 11)
+        total.add_counts(n, stars, nps)
+        films[r["film_id"] or 0].add_counts(n, stars, nps)
+        halls[(r["cinema_id"], r["hall"] or "")].add_counts(n, stars, nps)
+        days[r["day"]].add_counts(n, stars, nps)
         comments += r["comments"]
         negative += r["negative"]
         comment_categories.update({k: int(v) for k, v in (r["categories"] or {}).items()})
