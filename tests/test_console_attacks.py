@@ -49,6 +49,7 @@ from tests.test_console_auth import (  # noqa: F401  (fixtures)
     login_as,
     oauth_login,
 )
+from tests.test_console_browser import CHROMIUM, browser, enter_url, seed_fleet  # noqa: F401  (fixture)
 from tests.test_console_pages import console, seed  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -298,6 +299,16 @@ async def test_next_through_the_real_login(
     # Logged in, /console/login?next= redirects at once: still never elsewhere.
     resp = await get(console, "/console/login?next=%2F%2Fevil.com")
     assert resp.headers["Location"] == "/console/"
+    # The home page passes its query on as sent: an escaped & stays one, CR LF stay escaped.
+    query = "a=%26b%3D1&x=%0D%0ASet-Cookie:%20a=b"
+    resp = await get(console, f"/console/?{query}")
+    assert resp.headers["Location"] == f"/console/experience?{query}" and "a" not in resp.cookies
+    # Without a session, the login is asked to come back to the same address, as sent.
+    console.session.cookie_jar.clear()
+    resp = await get(console, f"/console/sales?{query}")
+    back = parse_qs(urlsplit(resp.headers["Location"]).query)["next"][0]
+    assert back == f"/console/sales?{query}"
+    assert auth.safe_next(back) == back
 
 
 # --- sessions ----------------------------------------------------------------------------------
@@ -869,3 +880,69 @@ async def test_only_active_staff_get_a_console_link_in_chat(
     for userid in ("stranger7", "o-audience-1", "staff02"):
         resp = await get(client, _path(link_for(client, clock, userid)))
         assert resp.status == 403 and auth.SESSION_COOKIE not in resp.cookies, userid
+
+
+# --- in a real browser -------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def served(aiohttp_client: Any, settings: Any, clock: FakeClock, standin: Standin) -> TestClient:
+    """The real app on a port bound first, PUBLIC_URL its own address (a browser follows
+    its redirects), the stand-in as WeCom."""
+    import socket
+    from dataclasses import replace
+
+    from bot.app import init_app
+
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    app = init_app(
+        replace(settings, public_url=f"http://127.0.0.1:{port}", wechat_api_base=standin.url,
+                wecom_api_base=standin.url),
+        clock=clock, run_jobs=False, seed_demo=True,
+    )
+    return await aiohttp_client(app, server_kwargs={"port": port, "socket_factory": lambda *_: sock})
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed")
+async def test_no_payload_runs_in_chromium_even_in_chart_tooltips(
+    served: TestClient, browser: Any, clock: FakeClock  # noqa: F811
+) -> None:
+    """The payloads in a real Chromium, with the pages' own CSP: every chart is drawn and
+    hovered point by point (ECharts writes tooltips as HTML), and nothing ever runs —
+    no dialog, no ``onerror``, no element the data brought."""
+    await poison(clock)
+    await seed_fleet(clock.now())  # projectors with scores: their charts carry the halls' names
+    page = await browser.new_page(viewport={"width": 1280, "height": 900})
+    dialogs: list[str] = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), asyncio.ensure_future(d.dismiss())))
+    await page.goto(enter_url(served, clock, "manager01"))
+    tips = ""
+    for section in SECTIONS:
+        await page.goto(str(served.make_url(f"/console/{section}?range=today")))
+        await page.wait_for_load_state("load")
+        boxes = await page.evaluate(
+            """() => [...document.querySelectorAll('.cb-chart')].map(el => {
+                  el.scrollIntoView(); const r = el.getBoundingClientRect();
+                  return [r.x + scrollX, r.y + scrollY, r.width, r.height, !!el.querySelector('svg')]; })"""
+        )
+        assert all(drawn for *_, drawn in boxes), (section, boxes)
+        for x, y, width, height, _ in boxes:
+            await page.evaluate(f"window.scrollTo(0, {max(0, y - 100)})")
+            top = y - await page.evaluate("scrollY")
+            for fx in (0.15, 0.3, 0.5, 0.7, 0.9):
+                for fy in (0.3, 0.6):
+                    await page.mouse.move(x + width * fx, top + height * fy)
+                    tips += await page.evaluate(
+                        "() => [...document.querySelectorAll('.cb-chart div')]"
+                        ".map(d => d.textContent).join('|')"
+                    )
+        found = await page.evaluate(
+            "() => [...document.querySelectorAll('img, u, b, i, [onerror]')].map(e => e.outerHTML)"
+        )
+        assert not found, (section, found)
+    assert not dialogs, dialogs
+    assert "onerror" in tips or "</script>" in tips, "no tooltip showed a payload (as text)"
+    await page.close()
