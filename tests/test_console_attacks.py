@@ -946,3 +946,21 @@ async def test_no_payload_runs_in_chromium_even_in_chart_tooltips(
     assert not dialogs, dialogs
     assert "onerror" in tips or "</script>" in tips, "no tooltip showed a payload (as text)"
     await page.close()
+
+
+async def test_the_standin_holds_the_console_to_wecoms_rules_for_state(
+    standin: Standin, http: Any
+) -> None:
+    """WeCom takes a ``state`` of a-zA-Z0-9 up to 128 bytes: the console's own state is
+    one (``auth.make_state``), and the stand-in refuses any other as WeCom would."""
+    state, _ = auth.make_state("secret", 1_800_000_000)
+    base = standin.make_url("/connect/oauth2/authorize").with_query(
+        appid="ww1", redirect_uri="http://app.example/console/oauth", response_type="code",
+        scope="snsapi_base", agentid="1", userid="manager01",
+    )
+    for good in (state, "", "a" * 128):
+        async with http.get(base.update_query(state=good), allow_redirects=False) as resp:
+            assert resp.status == 302, good
+    for bad in ("a" * 129, "a-b", "a b", "<script>", "状态"):
+        async with http.get(base.update_query(state=bad), allow_redirects=False) as resp:
+            assert resp.status == 400 and "state" in await resp.text(), bad

@@ -512,6 +512,7 @@ async def jscode2session(state: StandinState, call: Call) -> JsonDict:
 
 OAUTH_CODE_TTL = 300  # seconds: WeCom's web-login codes live five minutes and work once
 OAUTH_SCOPES = ("snsapi_base", "snsapi_privateinfo")
+OAUTH_STATE = re.compile(r"[A-Za-z0-9]{0,128}")  # WeCom's rule for state (optional)
 # A userid with this prefix plays someone outside the corp: WeCom answers an openid, no userid.
 OUTSIDER_PREFIX = "outsider"
 USERID = re.compile(r"[0-9A-Za-z_\-@.]{1,64}")
@@ -530,6 +531,7 @@ async def oauth_authorize(request: web.Request) -> web.Response:
         else "redirect_uri 必须是 http(s) 地址" if target is None
         else "response_type 必须是 code" if q.get("response_type") != "code"
         else f"scope 必须是 {' 或 '.join(OAUTH_SCOPES)}" if q.get("scope") not in OAUTH_SCOPES
+        else "state 只能由 a-zA-Z0-9 组成，最长 128 字节" if not OAUTH_STATE.fullmatch(q.get("state", ""))
         else None
     )
     if problem:
