@@ -7,26 +7,16 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 from tortoise.connection import get_connection
 from tortoise.transactions import in_transaction
 
 from domain import rollups
 from domain.devices import TelemetryMinute
+from domain.rollups import MinuteLike  # what a minute row offers (ingest's aggregates)
 
 CHUNK = 2000
-
-
-class MinuteLike(Protocol):
-    cinema_id: int
-    device_id: str
-    minute: datetime
-    metric: str
-    n: int
-    vmin: float
-    vmax: float
-    vsum: float
 
 
 @dataclass(frozen=True, slots=True)
