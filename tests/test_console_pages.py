@@ -23,7 +23,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from bot.infra.logs import mask_phone
-from domain import rollups
+from domain import reports, rollups
 from domain.catalog import Showtime
 from domain.cinemas import Cinema
 from domain.days import SHANGHAI, business_day, day_bounds
@@ -323,3 +323,23 @@ def test_tables_and_charts_escape_what_they_show() -> None:
     assert 'href="/x?a=1&amp;b=2"' in out and "¥1234.56" in out
     chart = charts.render(charts.bars(["</script><b>"], {"n": [1]}), label="<x>")
     assert "</script><b>" not in chart and "&lt;x&gt;" in chart
+
+
+async def test_a_drill_down_pages_through_all_its_rows(
+    console: TestClient, login_as: LoginAs, clock: FakeClock, monkeypatch: pytest.MonkeyPatch  # noqa: F811
+) -> None:
+    # Three rows a page (instead of 200): the six standing tickets take two pages, and the
+    # third page, after a full second one, is empty.
+    await seed(clock.now())
+    monkeypatch.setattr(reports, "PAGE_LIMIT", 3)
+    await login_as(console, "manager01")
+    first = await (await console.get("/console/sales/rows/tickets?range=today&state=standing")).text()
+    assert first.count("<tr>") - 1 == 3 and "上一页" not in first
+    nxt = html.unescape(re.search(r'href="([^"]+)" data-page="next"', first).group(1))
+    assert "state=standing" in nxt and "page=2" in nxt and "range=today" in nxt
+    second = await (await console.get(nxt)).text()
+    assert second.count("<tr>") - 1 == 3 and 'data-page="prev"' in second
+    seats = re.findall(r"<tr>.*?</tr>", first + second, re.S)
+    assert len(set(seats)) == 7  # the header twice counts once: six different tickets
+    third = await console.get(html.unescape(re.search(r'href="([^"]+)" data-page="next"', second).group(1)))
+    assert third.status == 200 and "下一页" not in await third.text()

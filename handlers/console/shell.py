@@ -355,9 +355,30 @@ async def rows_page(request: web.Request) -> web.Response:
     body = (
         widgets.STYLE
         + f'<p><a href="{escape(back)}">← 返回「{escape(page.section.title)}」</a></p>'
-        + widgets.card(table.title, widgets.table(table) + exports, note=f"{len(table.rows)} 行")
+        + widgets.card(table.title, widgets.table(table) + _rows_pager(page.ctx, what, own, len(table.rows))
+                       + exports, note=f"{len(table.rows)} 行")
     )
     return await page.frame(f"{table.title} · {page.section.title}", body)
+
+
+def _rows_pager(ctx: PageContext, what: str, own: Mapping[str, str], shown: int) -> str:
+    """「上一页 / 下一页」 of a drill-down, keeping its own parameters. A drill-down shows
+    ``reports.PAGE_LIMIT`` rows a page, so a full page offers the next one (which may turn
+    out empty when the rows ended exactly there)."""
+    current = max(1, parse_ascii_int(own.get("page", "1")) or 1)  # the section checked it already
+    keep = {k: v for k, v in own.items() if k != "page"}
+    parts = []
+    if current > 1:
+        prev = ctx.link(f"/rows/{what}", **keep, page=str(current - 1))
+        parts.append(f'<a href="{escape(prev)}" data-page="prev">上一页</a>')
+    more = shown >= reports.PAGE_LIMIT
+    if current == 1 and not more:
+        return ""
+    parts.append(f"<span>第 {current} 页</span>")
+    if more:
+        nxt = ctx.link(f"/rows/{what}", **keep, page=str(current + 1))
+        parts.append(f'<a href="{escape(nxt)}" data-page="next">下一页</a>')
+    return f'<nav class="cb-pager">{"".join(parts)}</nav>'
 
 
 async def rows_export(request: web.Request) -> web.Response:
