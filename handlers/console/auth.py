@@ -33,7 +33,7 @@ import secrets
 from dataclasses import dataclass
 from urllib.parse import quote, urlencode, urlsplit
 
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from bot.infra import tokens
 from bot.infra.settings import Settings
@@ -356,6 +356,16 @@ async def oauth_return(request: web.Request) -> web.Response:
 
 
 async def logout(request: web.Request) -> web.Response:
+    """POST ends the session. A GET only asks (a button that POSTs): a link on any other site
+    could otherwise log people out, while a cross-site POST carries no SameSite=Lax cookie."""
+    if request.method != hdrs.METH_POST:
+        body = (
+            '<main class="cn-main"><div class="cn-card"><h1>退出登录</h1><p>确定要退出影城看板吗？</p>'
+            '<form method="post" action="/console/logout">'
+            '<button class="cn-big" id="logout-confirm" type="submit">退出登录</button></form>'
+            '<p><a href="/console/">返回看板</a></p></div></main>'
+        )
+        return layout.html_response(layout.document("退出登录", body), 200)
     console = request.app[CONSOLE]
     sid = request.cookies.get(SESSION_COOKIE, "")
     if _SID.fullmatch(sid):
