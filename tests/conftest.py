@@ -11,6 +11,7 @@ aiohttp server too, for the tests that ask for it (``standin``, ``desk``, ``api`
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -282,3 +283,42 @@ def callbacks(
     client: TestClient, wechat: WeChatSigner, wecom: WeComSigner, clock: FakeClock
 ) -> Callbacks:
     return Callbacks(client, wechat, wecom, clock)
+
+
+# --- a bounded app shutdown ------------------------------------------------------------------
+
+SHUTDOWN_LIMIT_S = 60
+
+
+@pytest.fixture
+async def aiohttp_client(aiohttp_client: Any) -> AsyncIterator[Any]:
+    """pytest-aiohttp's client factory, with each client's close (the app's shutdown) bounded.
+
+    KNOWN DEFECT, not fixed: about once in a few PostgreSQL runs an app's shutdown never ends
+    (an idle event loop, seen after test_api_schema, test_reports and a test_callback_edge
+    garbage-body test). Past ``SHUTDOWN_LIMIT_S`` the stacks of every pending task are printed
+    and a warning is raised (the warnings summary names the test), the close is abandoned and
+    the run goes on — so the next session can read which task waits."""
+    clients: list[Any] = []
+
+    async def factory(*args: Any, **kwargs: Any) -> Any:
+        client = await aiohttp_client(*args, **kwargs)
+        clients.append(client)
+        return client
+
+    yield factory
+    for client in clients:
+        try:
+            await asyncio.wait_for(client.close(), SHUTDOWN_LIMIT_S)
+        except TimeoutError:
+            import sys
+            import warnings
+
+            print(f"\n--- app shutdown over {SHUTDOWN_LIMIT_S} s; pending tasks:", file=sys.stderr)
+            for task in asyncio.all_tasks():
+                if task is not asyncio.current_task():
+                    print("--", task.get_name(), task.get_coro(), file=sys.stderr)
+                    task.print_stack(file=sys.stderr)
+            warnings.warn(f"app shutdown hung over {SHUTDOWN_LIMIT_S} s (stacks on stderr)", stacklevel=1)
+            client._closed = True  # the plugin's own finalizer must not wait on it again
+            client._server._closed = True
