@@ -468,7 +468,7 @@ class Breach:
 
 
 @dataclass(frozen=True, slots=True)
-class OpenItem:
+class WorkOrderRow:
     id: int
     ref: str
     cinema_id: int
@@ -481,6 +481,12 @@ class OpenItem:
     hall: str | None
     summary: str
     created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class OpenItem(WorkOrderRow):
+    """An active work order now, with its age."""
+
     age_seconds: float
 
 
@@ -501,22 +507,6 @@ class Service:
     breaches: tuple[Breach, ...]  # newest day first, at most BREACHES_LIMIT
     open_count: int  # active work orders of these cinemas now, whenever opened
     open_items: tuple[OpenItem, ...]  # oldest first, at most OPEN_ITEMS_LIMIT
-
-
-@dataclass(frozen=True, slots=True)
-class WorkOrderRow:
-    id: int
-    ref: str
-    cinema_id: int
-    kind: str
-    category: str
-    severity: str
-    state: str
-    team: str
-    assignee: str | None
-    hall: str | None
-    summary: str
-    created_at: datetime
 
 
 class _Orders:
